@@ -1,0 +1,67 @@
+"""The two transform presets: one for training, one for evaluation and prediction.
+
+Both take the grey ``PIL.Image`` that :func:`covidlens.data.io.read_image` returns and give a
+normalised ``in_channels x size x size`` tensor (the grey channel repeated for ImageNet models).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2 as T
+
+
+class _ToChannels:
+    def __init__(self, channels: int):
+        self.channels = channels
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(self.channels, -1, -1).contiguous() if x.shape[0] != self.channels else x
+
+
+class TrainPreset:
+    """Seed 000's augmentation: random resized crop (scale >= 0.5), horizontal flip, brightness and
+    contrast jitter of 0.2, plus optional small rotations and translations."""
+
+    def __init__(
+        self,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        in_channels: int = 3,
+        crop_scale: float = 0.5,
+        hflip: float = 0.5,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        rotation: float = 0.0,
+        translate: float = 0.0,
+    ):
+        steps = [T.PILToTensor(), T.RandomResizedCrop((size, size), scale=(crop_scale, 1.0), antialias=True)]
+        if hflip > 0:
+            steps.append(T.RandomHorizontalFlip(hflip))
+        if rotation > 0 or translate > 0:
+            steps.append(T.RandomAffine(degrees=rotation, translate=(translate, translate) if translate else None))
+        if brightness > 0 or contrast > 0:
+            steps.append(T.ColorJitter(brightness=brightness, contrast=contrast))
+        steps += [T.ToDtype(torch.float32, scale=True), _ToChannels(in_channels), T.Normalize(mean, std)]
+        self.transform = T.Compose(steps)
+
+    def __call__(self, image):
+        return self.transform(image)
+
+
+class EvalPreset:
+    """Resize the whole slice to ``size x size`` (no crop: lesions can sit at the edge of a figure)."""
+
+    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], in_channels: int = 3):
+        self.transform = T.Compose(
+            [
+                T.PILToTensor(),
+                T.Resize((size, size), antialias=True),
+                T.ToDtype(torch.float32, scale=True),
+                _ToChannels(in_channels),
+                T.Normalize(mean, std),
+            ]
+        )
+
+    def __call__(self, image):
+        return self.transform(image)

@@ -1,0 +1,185 @@
+"""Experiment configuration: every knob of a training run, with seed 000's defaults.
+
+A run is described by one YAML file (``configs/*.yaml``) whose sections mirror :class:`TrainConfig`;
+missing keys take the defaults below, unknown keys are an error, and any key can be overridden from the
+command line as ``--set section.key=value``. The resolved configuration is written next to the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from covidlens.errors import CovidlensError
+
+
+@dataclass
+class DataConfig:
+    #: A registered data set name (``covid-ct``), a folder of class folders, or a CSV table.
+    dataset: str = "covid-ct"
+    #: Data root holding the registered sets; ``null`` means ``$COVIDLENS_DATA``.
+    root: str | None = None
+    num_workers: int = 0
+    #: Use only this many training images per class (quick tests); ``null`` uses all.
+    limit_per_class: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    name: str = "efficientnet_lite0"
+    pretrained: bool = True
+    #: Square input side in pixels; ``null`` takes the model's registered size.
+    input_size: int | None = None
+    #: Extra keyword arguments for the model builder (e.g. ``dropout``).
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    #: ``adam`` (seed 000) or ``adamw``.
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    epochs: int = 30
+    #: ``cosine`` (one half-cosine over the run after warm-up), ``cosine_restarts`` (period
+    #: ``cosine_period`` epochs, seed 000), or ``constant``.
+    scheduler: str = "cosine"
+    cosine_period: int = 10
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    crop_scale: float = 0.5
+    hflip: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    rotation: float = 0.0
+    translate: float = 0.0
+    #: Beta(alpha, alpha) mixup applied to whole batches with this probability; 0 disables it.
+    mixup_alpha: float = 0.0
+    mixup_prob: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    #: Average the predictions of the image and its horizontal mirror.
+    tta: bool = False
+    #: Sensitivity the validation-chosen operating point must reach.
+    target_sensitivity: float = 0.95
+    #: Which validation metric picks the best epoch: ``val_auc`` or ``val_loss``.
+    monitor: str = "val_auc"
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "auto"
+    devices: str | int = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    #: Lightning precision string: ``32-true``, ``bf16-mixed`` or ``16-mixed`` (GPU).
+    precision: str = "32-true"
+    #: NHWC memory layout; about 1.5x faster training of EfficientNet-Lite0 on x86 CPUs.
+    channels_last: bool = True
+    out_dir: str = "runs"
+
+
+@dataclass
+class TrainConfig:
+    name: str = "covid_ct_efficientnet_lite0"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """YAML reads '3e-4' as a string and '5' where 5.0 is meant: convert to the declared type."""
+    if value is None:
+        return None
+    wanted = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    if type(value) in wanted or Any in wanted:
+        return value
+    for kind in wanted:
+        try:
+            if kind is float and not isinstance(value, bool):
+                return float(value)
+            if kind is int and not isinstance(value, bool) and float(value) == int(float(value)):
+                return int(float(value))
+            if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+        except (TypeError, ValueError):
+            continue
+    if str in wanted:
+        return str(value)
+    if any(typing.get_origin(k) is dict for k in wanted) and isinstance(value, dict):
+        return value
+    raise CovidlensError(f"config key {key} must be {' or '.join(getattr(k, '__name__', str(k)) for k in wanted)}, got {value!r}.")
+
+
+def _build(cls, values: dict[str, Any], where: str):
+    if not isinstance(values, dict):
+        raise CovidlensError(f"config section {where or 'top level'!r} must be a mapping.")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise CovidlensError(
+            f"unknown config key {where + '.' if where else ''}{unknown[0]}; "
+            f"valid keys here: {', '.join(sorted(known))}."
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{where}.{key}" if where else key
+        sub = known[key].default_factory if known[key].default_factory is not dataclasses.MISSING else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            kwargs[key] = _build(sub, value or {}, dotted)
+        else:
+            kwargs[key] = _coerce(value, hints[key], dotted)
+    return cls(**kwargs)
+
+
+def _set_path(values: dict[str, Any], dotted: str, raw: str) -> None:
+    parts = dotted.split(".")
+    node = values
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise CovidlensError(f"cannot set {dotted}: {part} is not a section.")
+    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from the defaults) and apply ``section.key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise CovidlensError(f"config file {path} does not exist.")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CovidlensError(f"config file {path} is not valid YAML ({exc}).") from exc
+    for item in overrides or []:
+        if "=" not in item:
+            raise CovidlensError(f"override {item!r} must look like section.key=value.")
+        key, raw = item.split("=", 1)
+        _set_path(values, key.strip(), raw.strip())
+    return _build(TrainConfig, values, "")
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,158 @@
+"""``train``: one function that turns a :class:`TrainConfig` into a trained checkpoint folder.
+
+Lightning's Trainer owns the loop, devices (CPU, one or many GPUs, several nodes through DDP),
+precision, logging (TensorBoard and CSV) and the resumable ``last.ckpt``. At the end the best epoch on
+the validation split is exported as a safetensors checkpoint (see :mod:`covidlens.checkpoint`) together
+with the operating point chosen on that same validation split.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from covidlens.checkpoint import Checkpoint, ModelInfo, save_checkpoint
+from covidlens.data.datamodule import ClassificationDataModule
+from covidlens.data.datasets import load_dataset
+from covidlens.data.transforms import EvalPreset, TrainPreset
+from covidlens.errors import CovidlensError
+from covidlens.evaluation.metrics import threshold_for_sensitivity
+from covidlens.inference import predict_arrays
+from covidlens.models import get_model_spec
+from covidlens.training.config import TrainConfig, save_config
+from covidlens.training.module import ClassifierModule
+
+MODEL_DIR = "model"
+LAST_CKPT = "checkpoints/last.ckpt"
+
+
+def run_folder(config: TrainConfig) -> Path:
+    return Path(config.trainer.out_dir) / config.name
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*predict_dataloader.*")
+
+
+def build_datamodule(config: TrainConfig):
+    spec = get_model_spec(config.model.name)
+    size = config.model.input_size or spec.input_size
+    table = load_dataset(config.data.dataset, config.data.root)
+    a = config.augment
+    train_tf = TrainPreset(
+        size, spec.mean, spec.std, 3, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate
+    )
+    eval_tf = EvalPreset(size, spec.mean, spec.std, 3)
+    dm = ClassificationDataModule(
+        table, train_tf, eval_tf, config.optim.batch_size, config.data.num_workers, config.data.limit_per_class
+    )
+    return dm, table, spec, size
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    callbacks: list[L.Callback] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train, export the best validation epoch, and return the run folder.
+
+    A run folder that already holds a run is never overwritten: pass ``resume=True`` to continue it
+    from ``checkpoints/last.ckpt``, or choose another ``name``.
+    """
+    _quiet_lightning()
+    run_dir = run_folder(config)
+    last = run_dir / LAST_CKPT
+    if resume:
+        if not last.is_file():
+            raise CovidlensError(f"cannot resume: {last} does not exist (was the run started with this name and out_dir?).")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise CovidlensError(
+            f"run folder {run_dir} already exists; pass --resume to continue it or choose another --name."
+        )
+    dm, table, spec, size = build_datamodule(config)
+    num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+
+    module = ClassifierModule(config.to_dict(), num_outputs)
+    monitor = config.eval.monitor
+    checkpoint_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="best-{epoch:02d}",
+        monitor=monitor,
+        mode="min" if monitor.endswith("loss") else "max",
+        save_top_k=1,
+    )
+    # A separate callback keeps last.ckpt current every epoch: Lightning's own save_last only
+    # refreshes it in epochs that also produced a new best checkpoint, which would lose work on resume.
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
+    t = config.trainer
+    trainer = L.Trainer(
+        max_epochs=config.optim.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        default_root_dir=run_dir,
+        logger=[
+            CSVLogger(run_dir, name="logs", version=""),
+            TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
+        ],
+        callbacks=[checkpoint_cb, last_cb, LearningRateMonitor("epoch"), *(callbacks or [])],
+        log_every_n_steps=5,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    started = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    elapsed = time.time() - started
+    if trainer.global_rank != 0:
+        return run_dir
+    (run_dir / "train_seconds.txt").write_text(f"{elapsed:.1f}\n")
+    best = checkpoint_cb.best_model_path or str(last)
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    export_model(module, config, table, spec, size, num_outputs, run_dir / MODEL_DIR, dm)
+    return run_dir
+
+
+def export_model(module, config, table, spec, size, num_outputs, folder: Path, dm) -> Checkpoint:
+    """Save the network as safetensors with its description and the validation-chosen threshold."""
+    model = module.model.cpu().eval()
+    info = ModelInfo(
+        model=config.model.name,
+        classes=list(table.classes),
+        input_size=size,
+        mean=list(spec.mean),
+        std=list(spec.std),
+        num_outputs=num_outputs,
+        positive_index=table.positive_index,
+        model_kwargs=dict(config.model.kwargs),
+        tta=config.eval.tta,
+        dataset=config.data.dataset,
+        target_sensitivity=config.eval.target_sensitivity,
+    )
+    ckpt = Checkpoint(model, info, folder)
+    if num_outputs == 1:
+        val = dm.dataset("val").samples
+        prob = predict_arrays(ckpt, val, tta=config.eval.tta)
+        y = [int(s.label == table.positive_index) for s in val]
+        info.sensitivity_threshold = threshold_for_sensitivity(y, prob, config.eval.target_sensitivity)
+    save_checkpoint(model, info, folder)
+    return ckpt

@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from covidlens.cli import main
+
+
+def test_models_lists_the_registry(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in ("efficientnet_lite0", "simple_cnn", "vgg", "resnet50", "densenet121", "mobilenet_v2"):
+        assert name in out
+
+
+def test_data_info_counts(data_root, capsys):
+    assert main(["data", "info", "covid-ct", "--data-root", str(data_root)]) == 0
+    assert "test  NonCOVID=105  COVID=98" in capsys.readouterr().out
+
+
+def test_predict_writes_table_csv_and_json(tiny_run, covid_ct, tmp_path, capsys):
+    out_csv, out_json = tmp_path / "p.csv", tmp_path / "p.json"
+    code = main(["predict", "--checkpoint", str(tiny_run / "model"), str(covid_ct / "CT_COVID" / "2020.01.24.919183-p27-132.png"),
+                 str(covid_ct / "CT_NonCOVID" / "102.png"), "--csv", str(out_csv), "--json", str(out_json),
+                 "--operating-point", "sensitivity"])
+    assert code == 0
+    assert "P(COVID)" in capsys.readouterr().out
+    rows = json.loads(out_json.read_text())
+    assert len(rows) == 2 and all(0 <= r["probability"] <= 1 for r in rows)
+    assert out_csv.read_text().splitlines()[0].startswith("path,probability,label,threshold")
+
+
+def test_evaluate_writes_a_report(tiny_run, data_root, tmp_path, capsys):
+    code = main(["evaluate", "--checkpoint", str(tiny_run / "model"), "--data-root", str(data_root), "--split", "val",
+                 "--bootstrap", "50", "--out", str(tmp_path / "rep")])
+    assert code == 0
+    assert "sensitivity_0.95" in capsys.readouterr().out
+    for name in ("metrics.json", "metrics.md", "roc.png", "predictions.csv", "confusion_threshold_0.5.png"):
+        assert (tmp_path / "rep" / name).is_file()
+
+
+def test_predict_text_file_named_png_fails_cleanly(tiny_run, tmp_path, capsys):
+    fake = tmp_path / "scan.png"
+    fake.write_text("not an image")
+    assert main(["predict", "--checkpoint", str(tiny_run / "model"), str(fake)]) == 1
+    captured = capsys.readouterr()
+    assert "not an image covidlens can read" in captured.out and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["predict", "--checkpoint", "{run}", "{tmp}/missing.png"], "does not exist"),
+        (["predict", "--checkpoint", "{tmp}/nowhere", "x.png"], "checkpoint .* does not exist"),
+        (["evaluate", "--checkpoint", "{run}", "--data-root", "{tmp}/empty"], "is not at .*COVIDLENS_DATA"),
+        (["train", "--data-root", "{tmp}/empty", "--name", "x", "--out-dir", "{tmp}/runs"], "is not at .*COVIDLENS_DATA"),
+        (["train", "--config", "{tmp}/no.yaml"], "config file .* does not exist"),
+        (["data", "download", "nothing"], "unknown data set .nothing."),
+    ],
+)
+def test_bad_input_gives_one_sentence_and_exit_2(argv, message, tiny_run, tmp_path, capsys):
+    argv = [a.format(run=tiny_run / "model", tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("covidlens: error:") and len(err.splitlines()) == 1
+    assert __import__("re").search(message, err)
+
+
+def test_console_script_exits_non_zero_without_traceback(tmp_path):
+    fake = tmp_path / "scan.png"
+    fake.write_text("not an image")
+    proc = subprocess.run(
+        [sys.executable, "-m", "covidlens.cli", "predict", "--checkpoint", str(tmp_path / "none"), str(fake)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
