@@ -19,7 +19,7 @@ def _add_data_args(parser: argparse.ArgumentParser, default: str | None = "covid
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="covidlens", description="Screen chest CT for COVID-19: train, evaluate, predict.")
+    parser = argparse.ArgumentParser(prog="covidlens", description="Screen chest CT for COVID-19: train, evaluate, predict, explain.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a classifier from a YAML config")
@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--csv", help="also write the table as CSV here")
     p.add_argument("--json", help="also write the rows as JSON here")
+
+    p = sub.add_parser("explain", help="heat maps (CAM, Grad-CAM, Grad-CAM++) for image files or folders")
+    p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "cam"])
+    p.add_argument("--out", required=True, help="folder for the PNG panels (and index.html for several images)")
+    p.add_argument("--target-layer", help="layer to explain (default: the model's registered one)")
+    p.add_argument("--class", dest="target_class", help="class to explain (default: the predicted one)")
+    p.add_argument("--npy", action="store_true", help="also save each raw map as .npy")
 
     sub.add_parser("models", help="list the registered models")
 
@@ -139,6 +148,21 @@ def cmd_predict(args) -> int:
     return 1 if failed == len(rows) else 0
 
 
+def cmd_explain(args) -> int:
+    from covidlens.checkpoint import load_checkpoint
+    from covidlens.explain.render import explain_files
+
+    ckpt = load_checkpoint(args.checkpoint)
+    written, failed = explain_files(ckpt, args.paths, args.out, args.method, args.target_layer, args.target_class, args.npy)
+    for _, png in written:
+        print(png)
+    for path, reason in failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if (Path(args.out) / "index.html").is_file():
+        print(f"gallery: {Path(args.out) / 'index.html'}")
+    return 0 if written else 1
+
+
 def cmd_models(args) -> int:
     from covidlens.models import get_model_spec, list_models
 
@@ -174,7 +198,14 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models, "data": cmd_data}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "explain": cmd_explain,
+    "models": cmd_models,
+    "data": cmd_data,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,11 +72,13 @@ class ClassificationDataModule(L.LightningDataModule):
         return ImageDataset(samples, transform, self._cache)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.dataset(split, train)
         return DataLoader(
-            self.dataset(split, train),
+            dataset,
             batch_size=self.batch_size,
             shuffle=train,
-            drop_last=train and len(self.table.split(split)) > self.batch_size,
+            # A last batch of one image would break BatchNorm's batch statistics.
+            drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
