@@ -39,4 +39,4 @@ def test_rank_correlation_and_intervals():
     low, high = wilson_interval(30, 40)
     assert low < 0.75 < high and 0 <= low and high <= 1
     m, lo, hi = mean_ci([0.2, 0.4, 0.6, 0.8])
-    assert lo <= m == pytest.approx(0.5) <= hi
+    assert m == pytest.approx(0.5) and lo <= m <= hi

@@ -85,3 +85,11 @@ def test_predict_rows_and_unreadable_files(tiny_run, covid_ct, tmp_path):
     rows = predict(tiny_run / "model", [covid_ct / "CT_NonCOVID" / "102.png", fake], threshold=0.5)
     assert rows[0].label in ("NonCOVID", "COVID") and 0 <= rows[0].probability <= 1
     assert rows[1].error and "not an image" in rows[1].error
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix", "mosaic"])
+def test_training_with_batch_mixing_and_noise(data_root, tmp_path, method):
+    config = tiny_config(data_root, tmp_path, method, epochs=1)
+    config.augment.mixing, config.augment.mixing_prob, config.augment.noise_std = method, 1.0, 0.05
+    run_dir = train(config, progress=False)
+    assert (run_dir / "model" / "model.safetensors").is_file()

@@ -56,8 +56,10 @@ class ClassificationDataModule(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         limit: int | None = None,
+        train_collate: Callable | None = None,
     ):
         super().__init__()
+        self.train_collate = train_collate
         self.table = table
         self.train_transform = train_transform
         self.eval_transform = eval_transform
@@ -81,6 +83,7 @@ class ClassificationDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=self.train_collate if train else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2 as T
 
+from covidlens.data.mixing import GaussianNoise
+
 
 class _ToChannels:
     def __init__(self, channels: int):
@@ -20,7 +22,7 @@ class _ToChannels:
 
 class TrainPreset:
     """Seed 000's augmentation: random resized crop (scale >= 0.5), horizontal flip, brightness and
-    contrast jitter of 0.2, plus optional small rotations and translations."""
+    contrast jitter of 0.2, plus optional small rotations, translations and Gaussian noise."""
 
     def __init__(
         self,
@@ -34,6 +36,7 @@ class TrainPreset:
         contrast: float = 0.2,
         rotation: float = 0.0,
         translate: float = 0.0,
+        noise_std: float = 0.0,
     ):
         steps = [T.PILToTensor(), T.RandomResizedCrop((size, size), scale=(crop_scale, 1.0), antialias=True)]
         if hflip > 0:
@@ -43,6 +46,8 @@ class TrainPreset:
         if brightness > 0 or contrast > 0:
             steps.append(T.ColorJitter(brightness=brightness, contrast=contrast))
         steps += [T.ToDtype(torch.float32, scale=True), _ToChannels(in_channels), T.Normalize(mean, std)]
+        if noise_std > 0:
+            steps.append(GaussianNoise(noise_std))
         self.transform = T.Compose(steps)
 
     def __call__(self, image):

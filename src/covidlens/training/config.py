@@ -63,9 +63,13 @@ class AugmentConfig:
     contrast: float = 0.2
     rotation: float = 0.0
     translate: float = 0.0
-    #: Beta(alpha, alpha) mixup applied to whole batches with this probability; 0 disables it.
-    mixup_alpha: float = 0.0
-    mixup_prob: float = 0.0
+    #: Std of Gaussian noise added after normalisation; 0 disables it.
+    noise_std: float = 0.0
+    #: Batch-level mixing: ``none``, ``mixup``, ``cutmix`` or ``mosaic`` (see covidlens.data.mixing),
+    #: applied to a batch with probability ``mixing_prob``; ``mixing_alpha`` is the Beta parameter.
+    mixing: str = "none"
+    mixing_alpha: float = 1.0
+    mixing_prob: float = 0.0
 
 
 @dataclass

@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from covidlens.checkpoint import Checkpoint, ModelInfo, save_checkpoint
 from covidlens.data.datamodule import ClassificationDataModule
 from covidlens.data.datasets import load_dataset
+from covidlens.data.mixing import MixingCollate
 from covidlens.data.transforms import EvalPreset, TrainPreset
 from covidlens.errors import CovidlensError
 from covidlens.evaluation.metrics import threshold_for_sensitivity
@@ -50,11 +51,16 @@ def build_datamodule(config: TrainConfig):
     table = load_dataset(config.data.dataset, config.data.root)
     a = config.augment
     train_tf = TrainPreset(
-        size, spec.mean, spec.std, 3, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate
+        size, spec.mean, spec.std, 3, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
+        a.noise_std,
     )
     eval_tf = EvalPreset(size, spec.mean, spec.std, 3)
+    collate = None
+    if a.mixing != "none" and a.mixing_prob > 0:
+        collate = MixingCollate(max(len(table.classes), 2), a.mixing, a.mixing_prob, a.mixing_alpha, seed=config.seed)
     dm = ClassificationDataModule(
-        table, train_tf, eval_tf, config.optim.batch_size, config.data.num_workers, config.data.limit_per_class
+        table, train_tf, eval_tf, config.optim.batch_size, config.data.num_workers, config.data.limit_per_class,
+        collate,
     )
     return dm, table, spec, size
 

@@ -36,7 +36,7 @@ class ClassifierModule(L.LightningModule):
         return self.model(x)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``target`` is class indices, or per-class weights when a batch was mixed (mixup)."""
+        """``target`` is class indices, or per-class weights (B x K) from the mixing collate."""
         smoothing = self.config.optim.label_smoothing
         if self.num_outputs == 1:
             target = target.float() if target.dim() == 1 else target[:, 1]
@@ -44,16 +44,6 @@ class ClassifierModule(L.LightningModule):
                 target = target * (1 - smoothing) + 0.5 * smoothing
             return F.binary_cross_entropy_with_logits(logits[:, 0], target)
         return F.cross_entropy(logits, target, label_smoothing=smoothing)
-
-    def _mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        aug = self.config.augment
-        classes = max(self.num_outputs, 2)
-        soft = F.one_hot(y, classes).float()
-        if aug.mixup_alpha <= 0 or np.random.rand() >= aug.mixup_prob:
-            return x, (y if self.num_outputs > 1 else soft)
-        lam = float(np.random.beta(aug.mixup_alpha, aug.mixup_alpha))
-        order = torch.randperm(x.shape[0], device=x.device)
-        return lam * x + (1 - lam) * x[order], lam * soft + (1 - lam) * soft[order]
 
     def on_fit_start(self):
         if self.config.trainer.channels_last:
@@ -63,9 +53,8 @@ class ClassifierModule(L.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.config.trainer.channels_last else x
 
     def training_step(self, batch, batch_idx):
-        x, y = batch
+        x, target = batch
         x = self._layout(x)
-        x, target = self._mix(x, y)
         loss = self.loss(self(x), target)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
         return loss
