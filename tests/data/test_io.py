@@ -91,3 +91,12 @@ def test_list_images_walks_folders_and_refuses_empty_ones(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CovidlensError, match="holds no image files"):
         list_images(tmp_path / "empty")
+
+
+def test_oversized_image_is_refused(tmp_path, monkeypatch):
+    import covidlens.data.io as io
+
+    Image.new("L", (300, 200)).save(tmp_path / "big.png")
+    monkeypatch.setattr(io, "MAX_PIXELS", 300 * 199)
+    with pytest.raises(CovidlensError, match="more than covidlens accepts"):
+        read_image(tmp_path / "big.png")

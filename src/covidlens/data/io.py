@@ -17,8 +17,9 @@ from PIL import Image, UnidentifiedImageError
 
 from covidlens.errors import CovidlensError
 
-#: Images above this many pixels are refused (a 16k x 16k image is far larger than any CT or CXR).
-MAX_PIXELS = 16384 * 16384
+#: Images above this many pixels are refused: far more than any CT slice or radiograph (a 4k x 4k
+#: CXR detector image is 16.8 M), and below PIL's decompression-bomb limit.
+MAX_PIXELS = 8192 * 8192
 
 #: Lung window (centre, width) in Hounsfield units used when a DICOM slice is turned into an image.
 LUNG_WINDOW = (-600.0, 1500.0)
@@ -56,6 +57,9 @@ def read_dicom_hu(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, flo
 
     try:
         dataset = pydicom.dcmread(str(path))
+        rows, cols = int(getattr(dataset, "Rows", 0)), int(getattr(dataset, "Columns", 0))
+        if rows * cols > MAX_PIXELS:
+            raise CovidlensError(f"{path} has {cols}x{rows} pixels, more than covidlens accepts ({MAX_PIXELS} pixels).")
         pixels = dataset.pixel_array.astype(np.float64)
     except (InvalidDicomError, AttributeError, ValueError, OSError) as exc:
         raise CovidlensError(f"{path} is not a readable DICOM image ({exc}).") from exc
@@ -93,6 +97,8 @@ def read_image(path: str | os.PathLike) -> Image.Image:
                 )
             image.load()
             return _to_grey(image)
+    except Image.DecompressionBombError as exc:
+        raise CovidlensError(f"{path} declares more pixels than covidlens accepts ({MAX_PIXELS} pixels).") from exc
     except UnidentifiedImageError as exc:
         raise CovidlensError(
             f"{path} is not an image covidlens can read (expected PNG, JPEG, BMP, TIFF or DICOM)."

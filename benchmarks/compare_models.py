@@ -1,0 +1,124 @@
+"""Benchmark: the models of seed 000's Table 5.1 (plus seed 003's ResNet50 pair) under one budget.
+
+    python benchmarks/compare_models.py --config configs/compare_budget.yaml --out reports/compare \
+        [--models simple_cnn vgg unet resunet resunet_ecsa resunet_fprm dresunet resnet50 resnet50_fpn_attention]
+
+Each model is trained with the same budget config (only ``model.name`` and ``name`` change) on the
+official COVID-CT split, the epoch with the best validation AUC is kept, and the official test split
+is scored once. The table has Table 5.1's columns (input size, accuracy, precision, AUC, recall, F1)
+with 95% bootstrap intervals, plus parameters, GFLOPs per image, training minutes and inference
+images/s on this machine's CPU (batch 16, after warm-up) and on a GPU when one is present. One ROC
+plot holds every model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from covidlens.checkpoint import load_checkpoint
+from covidlens.data.datasets import dataset_folder, load_dataset
+from covidlens.evaluation.evaluate import ensemble_probability, evaluate
+from covidlens.evaluation.plots import plot_roc
+from covidlens.training.config import load_config
+from covidlens.training.fit import MODEL_DIR, run_folder, train
+
+TABLE_5_1 = ["simple_cnn", "vgg", "unet", "resunet", "resunet_ecsa", "resunet_fprm", "dresunet"]
+SEED_003 = ["resnet50", "resnet50_fpn_attention"]
+
+
+def gflops(model: torch.nn.Module, size: int) -> float:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 2e9  # multiply-adds, the convention papers quote as FLOPs
+
+
+def images_per_second(model: torch.nn.Module, size: int, device: str, batch: int = 16, repeats: int = 5) -> float:
+    model = model.to(device).eval()
+    x = torch.randn(batch, 3, size, size, device=device)
+    with torch.no_grad():
+        for _ in range(2):
+            model(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return batch * repeats / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/compare_budget.yaml")
+    parser.add_argument("--models", nargs="+", default=TABLE_5_1 + SEED_003)
+    parser.add_argument("--out", default="reports/compare")
+    parser.add_argument("--runs", default="runs/compare")
+    parser.add_argument("--data", default=None, help="data root (default $COVIDLENS_DATA)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
+    args = parser.parse_args()
+    if not dataset_folder("covid-ct", args.data).is_dir():
+        print(f"skipped: COVID-CT not found at {dataset_folder('covid-ct', args.data)}", file=sys.stderr)
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = load_dataset("covid-ct", args.data)
+    test = table.split("test")
+    y = np.array([int(s.label == table.positive_index) for s in test])
+    rows, curves = [], {}
+    for name in args.models:
+        overrides = [f"name={name}", f"model.name={name}", f"trainer.out_dir={args.runs}", *args.overrides]
+        if args.data:
+            overrides.append(f"data.root={args.data}")
+        config = load_config(args.config, overrides)
+        run_dir = run_folder(config)
+        if not (run_dir / MODEL_DIR / "model.safetensors").is_file():
+            train(config, resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=False)
+        ckpt = load_checkpoint(run_dir / MODEL_DIR)
+        size = ckpt.info.input_size
+        result = evaluate([ckpt], "covid-ct", args.data, "test", out_dir=out / name)
+        prob = ensemble_probability([ckpt], test)
+        curves[name] = (y, prob)
+        row = {
+            "model": name,
+            "input_size": size,
+            "params_m": sum(p.numel() for p in ckpt.model.parameters()) / 1e6,
+            "gflops": gflops(ckpt.model, size),
+            "train_minutes": float((run_dir / "train_seconds.txt").read_text()) / 60,
+            "cpu_images_per_s": images_per_second(ckpt.model, size, "cpu"),
+            "gpu_images_per_s": images_per_second(ckpt.model, size, "cuda") if torch.cuda.is_available() else None,
+            "test": result["operating_points"]["threshold_0.5"],
+        }
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "test"}), flush=True)
+    plot_roc(curves, out / "roc_all.png", title="COVID-CT official test split")
+    lines = [
+        "| model | input | accuracy | precision | AUC | recall | F1 | params (M) | GFLOPs | train min | CPU img/s | GPU img/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m, ci = r["test"]["metrics"], r["test"]["ci95"]
+        cell = lambda k: f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"  # noqa: E731
+        gpu = f"{r['gpu_images_per_s']:.0f}" if r["gpu_images_per_s"] else "-"
+        lines.append(
+            f"| {r['model']} | {r['input_size']} | {cell('accuracy')} | {cell('precision')} | {cell('auc')} | "
+            f"{cell('recall')} | {cell('f1')} | {r['params_m']:.2f} | {r['gflops']:.2f} | {r['train_minutes']:.1f} | "
+            f"{r['cpu_images_per_s']:.1f} | {gpu} |"
+        )
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
