@@ -5,8 +5,16 @@ PY        := $(VENV)/bin/python
 # torch/torchvision builds that this machine kind holds on disk; override for other machines.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DATA      ?= $(abspath ../shared/data)
-DEMO_NAME ?= demo-$(shell date +%Y%m%d-%H%M%S)
+# Expanded once, so that train, evaluate and explain see the same run folder.
+ifndef DEMO_NAME
+DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
+endif
 RUNS      ?= runs
+# Four official-test slices (two COVID, two not) explained in the demo report.
+DEMO_IMAGES = $(DATA)/ct/covid-ct/CT_COVID/2020.03.22.20040782-p25-1542.png \
+              $(DATA)/ct/covid-ct/CT_COVID/2020.03.22.20040782-p25-1543.png \
+              $(DATA)/ct/covid-ct/CT_NonCOVID/$(shell head -1 $(DATA)/ct/covid-ct/splits/NonCOVID/testCT_NonCOVID.txt 2>/dev/null) \
+              $(DATA)/ct/covid-ct/CT_NonCOVID/$(shell sed -n 2p $(DATA)/ct/covid-ct/splits/NonCOVID/testCT_NonCOVID.txt 2>/dev/null)
 
 .PHONY: setup demo test bench-accuracy clean-venv
 
@@ -23,7 +31,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	COVIDLENS_DATA=$(DATA) $(VENV)/bin/covidlens train --config configs/demo.yaml --name $(DEMO_NAME) --out-dir $(RUNS) --no-progress
 	COVIDLENS_DATA=$(DATA) $(VENV)/bin/covidlens evaluate --checkpoint $(RUNS)/$(DEMO_NAME)/model --split test --out $(RUNS)/$(DEMO_NAME)/report
-	@echo "report folder: $(RUNS)/$(DEMO_NAME) (model/, config.yaml, training_curves.png, report/)"
+	$(VENV)/bin/covidlens explain --checkpoint $(RUNS)/$(DEMO_NAME)/model --method gradcam --out $(RUNS)/$(DEMO_NAME)/report/heatmaps $(DEMO_IMAGES)
+	@echo "report folder: $(RUNS)/$(DEMO_NAME) (model/, config.yaml, training_curves.png, report/, report/heatmaps/index.html)"
 
 test: setup
 	COVIDLENS_TEST_DATA=$(DATA) $(PY) -m pytest -q

@@ -71,13 +71,16 @@ def main() -> int:
     rows = {}
     for method in METHODS:
         started = time.time()
-        stats = {k: [] for k in ("hit", "chance", "energy", "area", "rand_hit", "rand_energy", "rho", "prob")}
+        stats = {k: [] for k in ("hit", "chance", "energy", "area", "rand_hit", "rand_energy", "rho", "prob", "empty")}
         for i, (path, mask) in enumerate(slices):
             image = read_image(path)
             e = explain_image(trained, image, method, target_class=positive)
             r = explain_image(random_model, image, method, target_class=positive)
+            # An all-zero map (no positive evidence for the class at all) counts as a pointing miss;
+            # its heat-in-mask share and rank correlation are undefined and left out of those means.
             hit, chance = pointing_hit(e.heat, mask, args.tolerance)
             energy, area = energy_in_mask(e.heat, mask)
+            stats["empty"].append(not e.heat.any())
             stats["hit"].append(hit)
             stats["chance"].append(chance)
             stats["energy"].append(energy)
@@ -94,11 +97,12 @@ def main() -> int:
             "pointing_hit_rate": hits / n,
             "pointing_ci95": wilson_interval(hits, n),
             "pointing_chance": float(np.mean(stats["chance"])),
-            "energy_in_mask": mean_ci(stats["energy"]),
+            "empty_maps": int(np.sum(stats["empty"])),
+            "energy_in_mask": mean_ci([v for v in stats["energy"] if np.isfinite(v)]),
             "mask_area_share": float(np.mean(stats["area"])),
             "random_weights_hit_rate": float(np.mean(stats["rand_hit"])),
-            "random_weights_energy": float(np.mean(stats["rand_energy"])),
-            "trained_vs_random_spearman": mean_ci(stats["rho"]),
+            "random_weights_energy": float(np.nanmean(stats["rand_energy"])),
+            "trained_vs_random_spearman": mean_ci([v for v in stats["rho"] if np.isfinite(v)]),
             "mean_p_covid": float(np.mean(stats["prob"])),
             "seconds": time.time() - started,
         }
@@ -107,13 +111,13 @@ def main() -> int:
         f"Checkpoint `{args.checkpoint}` ({trained.info.model}); {len(slices)} MedSeg slices with lesions; "
         f"pointing tolerance {args.tolerance} px; explained class {positive}.",
         "",
-        "| method | pointing hit rate [95% CI] | chance | heat in mask [95% CI] | mask share | random-weights hit rate | random-weights heat in mask | Spearman trained vs random [95% CI] |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | pointing hit rate [95% CI] | chance | empty maps | heat in mask [95% CI] | mask share | random-weights hit rate | random-weights heat in mask | Spearman trained vs random [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, r in rows.items():
         lines.append(
             f"| {method} | {r['pointing_hit_rate']:.3f} [{r['pointing_ci95'][0]:.3f}, {r['pointing_ci95'][1]:.3f}] | "
-            f"{r['pointing_chance']:.3f} | {r['energy_in_mask'][0]:.3f} [{r['energy_in_mask'][1]:.3f}, {r['energy_in_mask'][2]:.3f}] | "
+            f"{r['pointing_chance']:.3f} | {r['empty_maps']} | {r['energy_in_mask'][0]:.3f} [{r['energy_in_mask'][1]:.3f}, {r['energy_in_mask'][2]:.3f}] | "
             f"{r['mask_area_share']:.3f} | {r['random_weights_hit_rate']:.3f} | {r['random_weights_energy']:.3f} | "
             f"{r['trained_vs_random_spearman'][0]:.3f} [{r['trained_vs_random_spearman'][1]:.3f}, {r['trained_vs_random_spearman'][2]:.3f}] |"
         )

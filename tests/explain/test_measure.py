@@ -40,3 +40,11 @@ def test_rank_correlation_and_intervals():
     assert low < 0.75 < high and 0 <= low and high <= 1
     m, lo, hi = mean_ci([0.2, 0.4, 0.6, 0.8])
     assert m == pytest.approx(0.5) and lo <= m <= hi
+
+
+def test_empty_map_is_a_miss_and_has_no_correlation():
+    mask = _mask()
+    empty = np.zeros((40, 40))
+    mask[0, 0] = True  # the argmax of an all-zero map would be (0, 0)
+    assert pointing_hit(empty, mask, 0)[0] is False
+    assert np.isnan(rank_correlation(empty, np.random.default_rng(0).random((40, 40))))

@@ -16,8 +16,13 @@ from scipy.stats import spearmanr
 
 
 def pointing_hit(heat: np.ndarray, mask: np.ndarray, tolerance: int = 5) -> tuple[bool, float]:
-    """(hit, chance) for one map and a boolean mask of the same shape."""
+    """(hit, chance) for one map and a boolean mask of the same shape.
+
+    A map with no positive value (no evidence for the class anywhere) points nowhere: a miss.
+    """
     grown = binary_dilation(mask, iterations=tolerance) if tolerance > 0 else mask
+    if not np.any(heat > 0):
+        return False, float(grown.mean())
     r, c = np.unravel_index(int(np.argmax(heat)), heat.shape)
     return bool(grown[r, c]), float(grown.mean())
 
@@ -30,8 +35,9 @@ def energy_in_mask(heat: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of two maps; NaN when either is constant (undefined, not zero)."""
     if a.std() == 0 or b.std() == 0:
-        return 0.0
+        return float("nan")
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
 
 

@@ -350,72 +350,60 @@ def _width(base_channels: int | None, full_width: bool) -> int:
 _SEED000 = dict(input_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), tags=("seed000",))
 
 
-@register_model(
+def _entry(name: str, cls: type, description: str, target_layer: str, doc: str, **defaults) -> None:
+    """Register one member of the family: ``base_channels`` (default 16) or ``full_width`` (64) sets
+    the width, ``defaults`` are the variant's own constructor arguments (overridable)."""
+
+    def build(
+        num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
+    ) -> nn.Module:
+        return cls(num_classes=num_classes, base_channels=_width(base_channels, full_width), **{**defaults, **kwargs})
+
+    build.__doc__ = doc
+    register_model(name, description=description, target_layer=target_layer, **_SEED000)(build)
+
+
+_entry(
     "unet",
-    description="seed 000 UNet as a classifier (base 16 = 1.9 M; full_width=True: 31.0 M), from scratch",
-    target_layer="up4",
-    **_SEED000,
+    UNet,
+    "seed 000 UNet as a classifier (base 16 = 1.9 M; full_width=True: 31.0 M), from scratch",
+    "up4",
+    "Seed 000's UNet with a global-average-pool + linear head over the last decoder map.",
 )
-def unet(
-    num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
-) -> UNet:
-    return UNet(num_classes=num_classes, base_channels=_width(base_channels, full_width), **kwargs)
-
-
-@register_model(
+_entry(
     "resunet",
-    description="seed 000 ResUNet: UNet with residual double-conv blocks, no attention, from scratch",
-    target_layer="up4",
-    **_SEED000,
-)
-def resunet(
-    num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
-) -> ResUNet:
+    ResUNet,
+    "seed 000 ResUNet: UNet with residual double-conv blocks, no attention, from scratch",
+    "up4",
     """Table 5.1 lists ResUNet beside the three ScseResUNet variants (the seed's
     ``ScseResUNet_model_list`` holds ECSA, FPRM and DResUNet), so the plain ResUNet has no attention;
-    ``attention="scse"`` gives the ScseResUNet trunk the variants share."""
-    kwargs.setdefault("attention", "none")
-    return ResUNet(num_classes=num_classes, base_channels=_width(base_channels, full_width), **kwargs)
-
-
-@register_model(
+    ``attention="scse"`` gives the ScseResUNet trunk the variants share.""",
+    attention="none",
+)
+_entry(
     "resunet_ecsa",
-    description="seed 000 ResUNet-ECSA: residual UNet with ECAsE attention in every block, from scratch",
-    target_layer="up4",
-    **_SEED000,
+    ResUNet,
+    "seed 000 ResUNet-ECSA: residual UNet with ECAsE attention in every block, from scratch",
+    "up4",
+    "ScseResUNet with its scSE blocks replaced by ECAsE (ECA with max+avg pooling, plus sSE).",
+    attention="ecase",
 )
-def resunet_ecsa(
-    num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
-) -> ResUNet:
-    """ScseResUNet with its scSE blocks replaced by ECAsE (ECA with max+avg pooling, plus sSE)."""
-    kwargs.setdefault("attention", "ecase")
-    return ResUNet(num_classes=num_classes, base_channels=_width(base_channels, full_width), **kwargs)
-
-
-@register_model(
+_entry(
     "resunet_fprm",
-    description="seed 000 ResUNet-FPRM: ScseResUNet + feature pyramid refinement head, from scratch",
-    target_layer="fprm",
-    **_SEED000,
+    ResUNet,
+    "seed 000 ResUNet-FPRM: ScseResUNet + feature pyramid refinement head, from scratch",
+    "fprm",
+    "ScseResUNet whose bottleneck and four decoder levels are fused by FPRM before the head.",
+    attention="scse",
+    fprm=True,
 )
-def resunet_fprm(
-    num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
-) -> ResUNet:
-    """ScseResUNet whose bottleneck and four decoder levels are fused by FPRM before the head."""
-    kwargs.setdefault("attention", "scse")
-    return ResUNet(num_classes=num_classes, base_channels=_width(base_channels, full_width), fprm=True, **kwargs)
-
-
-@register_model(
+_entry(
     "dresunet",
-    description="seed 000 DResUNet: deformable residual encoder, ECAsE, scSE decoder, FPRM head, from scratch",
-    target_layer="head_conv",
-    **_SEED000,
+    DResUNet,
+    "seed 000 DResUNet: deformable residual encoder, ECAsE, scSE decoder, FPRM head, from scratch",
+    "head_conv",
+    "Seed 000's best model: deformable residual encoder, ECAsE, scSE decoder and an FPRM head.",
 )
-def dresunet(
-    num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
-) -> DResUNet:
-    return DResUNet(num_classes=num_classes, base_channels=_width(base_channels, full_width), **kwargs)
 
 
 __all__ = [
