@@ -32,14 +32,24 @@ from covidlens.explain.render import render_panel
 from covidlens.models import create_model
 
 
-def medseg_slices(root: Path) -> list[tuple[Path, np.ndarray]]:
+def medseg_slices(root: Path, reorient: bool) -> list[tuple[Path, Image.Image, np.ndarray]]:
+    """(path, grey image, lesion mask) for every slice with a lesion.
+
+    The slices of this copy are stored turned by 90 degrees (anterior at the left, the lungs above and
+    below the heart); ``reorient`` turns image and mask 90 degrees clockwise into the usual axial view
+    that COVID-CT figures show, so that orientation is not one more difference between the sets.
+    """
     folder = root / "ct" / "medseg-infnet"
     slices = []
     for part in ("train", "test"):
-        for image in sorted((folder / part / "images").glob("*.jpg")):
-            mask = np.asarray(Image.open(folder / part / "infection" / f"{image.stem}.png").convert("L")) > 127
+        for path in sorted((folder / part / "images").glob("*.jpg")):
+            image = read_image(path)
+            mask = Image.open(folder / part / "infection" / f"{path.stem}.png").convert("L")
+            if reorient:
+                image, mask = image.transpose(Image.ROTATE_270), mask.transpose(Image.ROTATE_270)
+            mask = np.asarray(mask) > 127
             if mask.any():
-                slices.append((image, mask))
+                slices.append((path, image, mask))
     return slices
 
 
@@ -56,6 +66,7 @@ def main() -> int:
     parser.add_argument("--out", default="reports/explain")
     parser.add_argument("--tolerance", type=int, default=5, help="mask dilation in pixels for the pointing game")
     parser.add_argument("--gallery", type=int, default=4, help="example panels written per method")
+    parser.add_argument("--as-stored", action="store_true", help="keep the slices turned as stored (see medseg_slices)")
     args = parser.parse_args()
 
     root = Path(args.data) if args.data else default_data_root()
@@ -67,13 +78,12 @@ def main() -> int:
     trained = load_checkpoint(args.checkpoint)
     random_model = randomised(trained)
     positive = trained.info.classes[trained.info.positive_index]
-    slices = medseg_slices(root)
+    slices = medseg_slices(root, reorient=not args.as_stored)
     rows = {}
     for method in METHODS:
         started = time.time()
         stats = {k: [] for k in ("hit", "chance", "energy", "area", "rand_hit", "rand_energy", "rho", "prob", "empty")}
-        for i, (path, mask) in enumerate(slices):
-            image = read_image(path)
+        for i, (path, image, mask) in enumerate(slices):
             e = explain_image(trained, image, method, target_class=positive)
             r = explain_image(random_model, image, method, target_class=positive)
             # An all-zero map (no positive evidence for the class at all) counts as a pointing miss;
@@ -109,7 +119,8 @@ def main() -> int:
         print(method, json.dumps(rows[method]), flush=True)
     lines = [
         f"Checkpoint `{args.checkpoint}` ({trained.info.model}); {len(slices)} MedSeg slices with lesions; "
-        f"pointing tolerance {args.tolerance} px; explained class {positive}.",
+        f"pointing tolerance {args.tolerance} px; explained class {positive}; "
+        f"{'as stored (turned 90 degrees)' if args.as_stored else 'turned to the usual axial view'}.",
         "",
         "| method | pointing hit rate [95% CI] | chance | empty maps | heat in mask [95% CI] | mask share | random-weights hit rate | random-weights heat in mask | Spearman trained vs random [95% CI] |",
         "|---|---|---|---|---|---|---|---|---|",
