@@ -76,3 +76,16 @@ def test_console_script_exits_non_zero_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "does not exist" in proc.stderr
+
+
+def test_evaluate_on_a_users_folder_without_validation_split(tiny_run, covid_ct, tmp_path, capsys):
+    for cls, source, names in (("covid", "CT_COVID", ["2020.01.24.919183-p27-132.png", "2020.01.24.919183-p27-133.png"]),
+                               ("normal", "CT_NonCOVID", ["102.png", "11%0.jpg"])):
+        (tmp_path / "mine" / cls).mkdir(parents=True)
+        for name in names:
+            (tmp_path / "mine" / cls / name).write_bytes((covid_ct / source / name).read_bytes())
+    code = main(["evaluate", "--checkpoint", str(tiny_run / "model"), "--data", str(tmp_path / "mine"),
+                 "--tta", "--bootstrap", "20"])  # TTA unlike training: the stored threshold no longer applies
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "4 images, 2 positive" in out and "threshold_0.5" in out and "sensitivity_" not in out

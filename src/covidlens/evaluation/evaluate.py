@@ -46,24 +46,31 @@ def evaluate(
     if info.num_outputs != 1:
         raise CovidlensError("evaluate currently scores binary models (one output logit).")
     table = load_dataset(dataset, root)
-    if table.classes != info.classes:
+    if len(table.classes) != 2:
         raise CovidlensError(
-            f"data set classes {table.classes} do not match the model's classes {info.classes}."
+            f"data set {table.name!r} has classes {', '.join(table.classes)}; a binary model needs two "
+            f"(its positive class, {info.classes[info.positive_index]}, matched to the data's {table.classes[-1]!r})."
         )
     samples = table.split(split)
     y = np.array([int(s.label == table.positive_index) for s in samples])
     prob = ensemble_probability(ckpts, samples, tta)
 
-    if len(ckpts) == 1 and info.sensitivity_threshold is not None:
-        sens_threshold, source = info.sensitivity_threshold, "validation split at training time"
-    else:
-        val = table.split("val")
-        y_val = np.array([int(s.label == table.positive_index) for s in val])
-        sens_threshold = threshold_for_sensitivity(y_val, ensemble_probability(ckpts, val, tta), info.target_sensitivity or 0.95)
-        source = "validation split"
     target = info.target_sensitivity or 0.95
+    same_tta = tta is None or tta == info.tta
+    val = [s for s in table.samples if s.split == "val"]
+    if len(ckpts) == 1 and info.sensitivity_threshold is not None and same_tta:
+        sens_threshold, source = info.sensitivity_threshold, "validation split at training time"
+    elif val and any(s.label == table.positive_index for s in val):
+        y_val = np.array([int(s.label == table.positive_index) for s in val])
+        sens_threshold = threshold_for_sensitivity(y_val, ensemble_probability(ckpts, val, tta), target)
+        source = "validation split"
+    else:
+        sens_threshold, source = None, "nowhere: the data has no validation split with positives"
+    operating = [("threshold_0.5", 0.5)]
+    if sens_threshold is not None:
+        operating.append((f"sensitivity_{target:g}", sens_threshold))
     points = {}
-    for key, threshold in (("threshold_0.5", 0.5), (f"sensitivity_{target:g}", sens_threshold)):
+    for key, threshold in operating:
         values = binary_metrics(y, prob, threshold)
         ci = bootstrap_ci(y, prob, threshold, n_boot=n_boot, seed=seed)
         points[key] = {
