@@ -43,3 +43,13 @@ def test_cosine_schedules():
 def test_wrongly_typed_value_is_refused():
     with pytest.raises(CovidlensError, match="optim.epochs must be int"):
         load_config(None, ["optim.epochs=many"])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [("optim.optimizer=sgd", "choose one of adam, adamw"), ("augment.mixing=cutout", "augment.mixing"),
+     ("optim.epochs=0", "at least 1"), ("eval.target_sensitivity=1.5", "target_sensitivity")],
+)
+def test_impossible_choices_are_refused_before_training(override, message):
+    with pytest.raises(CovidlensError, match=message):
+        load_config(None, [override])

@@ -182,7 +182,31 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise CovidlensError(f"override {item!r} must look like section.key=value.")
         key, raw = item.split("=", 1)
         _set_path(values, key.strip(), raw.strip())
-    return _build(TrainConfig, values, "")
+    config = _build(TrainConfig, values, "")
+    _check_choices(config)
+    return config
+
+
+_CHOICES = {
+    "optim.optimizer": ("adam", "adamw"),
+    "optim.scheduler": ("cosine", "cosine_restarts", "constant"),
+    "augment.mixing": ("none", "mixup", "cutmix", "mosaic"),
+    "eval.monitor": ("val_auc", "val_loss", "val_acc"),
+}
+
+
+def _check_choices(config: TrainConfig) -> None:
+    """Refuse misspelt choices and impossible numbers before any training starts."""
+    for dotted, allowed in _CHOICES.items():
+        section, key = dotted.split(".")
+        value = getattr(getattr(config, section), key)
+        if value not in allowed:
+            raise CovidlensError(f"config key {dotted} is {value!r}; choose one of {', '.join(allowed)}.")
+    o = config.optim
+    if o.epochs < 1 or o.batch_size < 1 or o.lr <= 0:
+        raise CovidlensError("optim.epochs and optim.batch_size must be at least 1 and optim.lr above 0.")
+    if not 0.0 <= config.augment.mixing_prob <= 1.0 or not 0.0 < config.eval.target_sensitivity <= 1.0:
+        raise CovidlensError("augment.mixing_prob must lie in [0, 1] and eval.target_sensitivity in (0, 1].")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
