@@ -67,3 +67,8 @@ def test_missing_torchvision_weights_say_where_to_put_them(monkeypatch, tmp_path
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(CovidlensError, match=r"download https://.*resnet18.* to .*checkpoints"):
         create_model("resnet18", pretrained=True)
+
+
+def test_unknown_model_argument_is_one_sentence():
+    with pytest.raises(CovidlensError, match="cannot be built with"):
+        create_model("efficientnet_lite0", widthh=2)

@@ -99,4 +99,9 @@ def create_model(name: str, num_classes: int = 1, pretrained: bool = False, **kw
         raise CovidlensError(
             f"model {name!r} has no pretrained weights; train it from scratch (pretrained: false)."
         )
-    return spec.builder(num_classes=num_classes, pretrained=pretrained, **kwargs)
+    try:
+        return spec.builder(num_classes=num_classes, pretrained=pretrained, **kwargs)
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        raise CovidlensError(f"model {name!r} cannot be built with {kwargs}: {exc}.") from exc

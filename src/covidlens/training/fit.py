@@ -89,10 +89,11 @@ def train(
     dm, table, spec, size = build_datamodule(config)
     num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
     L.seed_everything(config.seed, workers=True, verbose=False)
+    # Build the model before creating the run folder: a model that cannot be built (offline
+    # pretrained weights, bad kwargs) must not leave a folder that blocks the next attempt.
+    module = ClassifierModule(config.to_dict(), num_outputs)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
-
-    module = ClassifierModule(config.to_dict(), num_outputs)
     monitor = config.eval.monitor
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
