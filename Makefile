@@ -37,6 +37,7 @@ demo: setup
 test: setup
 	COVIDLENS_TEST_DATA=$(DATA) $(PY) -m pytest -q
 
-# The accuracy benchmark of docs/results.md (about 20 minutes a configuration on 2 CPU cores).
+# The accuracy benchmark of docs/results.md (15-25 minutes a configuration on 2 CPU cores).
 bench-accuracy: setup
-	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/covid_ct_accuracy.py configs/covid_ct_best.yaml --out reports/bench
+	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/covid_ct_accuracy.py configs/covid_ct_lite0_b.yaml \
+		configs/covid_ct_lite0_c.yaml configs/covid_ct_lite0_d.yaml --ensemble --out reports/bench_bcd

@@ -1,6 +1,6 @@
 """Benchmark: train configurations on the official COVID-CT split and score them on val and test.
 
-    python benchmarks/covid_ct_accuracy.py configs/covid_ct_best.yaml [more configs] \
+    python benchmarks/covid_ct_accuracy.py configs/covid_ct_lite0_b.yaml [more configs] \
         --out reports/bench [--ensemble]
 
 For every config: train it (skipped when its run folder already holds a model), record the training

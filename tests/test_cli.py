@@ -89,3 +89,23 @@ def test_evaluate_on_a_users_folder_without_validation_split(tiny_run, covid_ct,
     assert code == 0
     out = capsys.readouterr().out
     assert "4 images, 2 positive" in out and "threshold_0.5" in out and "sensitivity_" not in out
+
+
+def test_train_flags_are_taken_literally_not_as_yaml(data_root, tmp_path):
+    from covidlens.cli import build_parser
+    from covidlens.training.config import load_config
+
+    args = build_parser().parse_args(["train", "--name", "2020.10", "--data-root", "yes"])
+    config = load_config(None, [], {"name": args.name, "data.root": args.data_root})
+    assert config.name == "2020.10" and config.data.root == "yes"
+
+
+def test_unwritable_output_is_one_sentence(tiny_run, covid_ct, tmp_path, capsys):
+    code = main(["predict", "--checkpoint", str(tiny_run / "model"), str(covid_ct / "CT_NonCOVID" / "102.png"),
+                 "--csv", str(tmp_path / "missing" / "x.csv")])
+    assert code == 2 and "folder does not exist" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    code = main(["explain", "--checkpoint", str(tiny_run / "model"), "--out", str(tmp_path / "afile"),
+                 str(covid_ct / "CT_NonCOVID" / "102.png")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("covidlens: error:") and len(err.splitlines()) == 1

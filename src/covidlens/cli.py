@@ -85,16 +85,17 @@ def cmd_train(args) -> int:
     from covidlens.training.fit import train
     from covidlens.training.report import write_training_curves
 
-    overrides = list(args.overrides)
+    # Flags carry typed values straight into the config; only --set goes through YAML parsing.
+    direct = {}
     for flag, key in (("name", "name"), ("out_dir", "trainer.out_dir"), ("model", "model.name"), ("epochs", "optim.epochs"),
                       ("lr", "optim.lr"), ("batch_size", "optim.batch_size"), ("input_size", "model.input_size"),
                       ("seed", "seed"), ("data", "data.dataset"), ("data_root", "data.root")):
         value = getattr(args, flag)
         if value is not None:
-            overrides.append(f"{key}={value}")
+            direct[key] = value
     if args.no_pretrained:
-        overrides.append("model.pretrained=false")
-    config = load_config(args.config, overrides)
+        direct["model.pretrained"] = False
+    config = load_config(args.config, args.overrides, direct)
     run_dir = train(config, resume=args.resume, progress=not args.no_progress)
     write_training_curves(run_dir)
     print(f"trained: {run_dir / 'model'}  (config {run_dir / 'config.yaml'}, logs {run_dir / 'logs'})")
@@ -116,6 +117,9 @@ def cmd_predict(args) -> int:
     from covidlens.checkpoint import load_checkpoint
     from covidlens.inference import predict
 
+    for target in (args.csv, args.json):
+        if target and not Path(target).resolve().parent.is_dir():
+            raise CovidlensError(f"cannot write {target}: its folder does not exist.")
     ckpt = load_checkpoint(args.checkpoint)
     threshold = args.threshold
     if threshold is None and args.operating_point == "sensitivity":
@@ -214,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except CovidlensError as exc:
         print(f"covidlens: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output path that cannot be written, a full disk
+        print(f"covidlens: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("covidlens: interrupted", file=sys.stderr)

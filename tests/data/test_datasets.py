@@ -61,3 +61,14 @@ def test_csv_without_required_columns_is_refused(tmp_path):
     (tmp_path / "t.csv").write_text("file,class\na.png,x\n")
     with pytest.raises(CovidlensError, match="'path' and 'label'"):
         load_dataset(str(tmp_path / "t.csv"))
+
+
+@pytest.mark.parametrize(
+    "names,positive",
+    [(["covid_positive", "normal"], "covid_positive"), (["CT_COVID", "CT_NonCOVID"], "CT_COVID"),
+     (["COVID19_pos", "healthy"], "COVID19_pos"), (["non-covid", "covid", "normal"], "covid")],
+)
+def test_the_covid_class_is_positive_whatever_its_spelling(tmp_path, names, positive):
+    _make_folder(tmp_path, [f"test/{n}/a.png" for n in names])
+    table = load_dataset(str(tmp_path))
+    assert table.classes[table.positive_index] == positive

@@ -133,3 +133,12 @@ def test_explain_cli_writes_panels_gallery_and_npy(tiny_run, covid_ct, tmp_path,
     assert "102_gradcampp.png" in (out / "index.html").read_text()
     assert "skipped" in capsys.readouterr().err
     assert main(["explain", "--checkpoint", str(tiny_run / "model"), "--target-layer", "nope", "--out", str(out), str(folder)]) == 2
+
+
+def test_explain_cli_refuses_a_class_out_of_range_once(tiny_run, covid_ct, tmp_path, capsys):
+    out = tmp_path / "heat"
+    code = main(["explain", "--checkpoint", str(tiny_run / "model"), "--class", "5", "--out", str(out),
+                 str(covid_ct / "CT_NonCOVID" / "102.png"), str(covid_ct / "CT_NonCOVID" / "11%0.jpg")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("out of range") == 1 and not (out / "index.html").exists()

@@ -69,7 +69,9 @@ class ClassificationDataModule(L.LightningDataModule):
         self._cache: dict = {}
 
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
-        samples = limit_per_class(self.table.split(split), self.limit)
+        samples = self.table.split(split)
+        if train:
+            samples = limit_per_class(samples, self.limit)
         transform = self.train_transform if train else self.eval_transform
         return ImageDataset(samples, transform, self._cache)
 

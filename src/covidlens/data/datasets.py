@@ -147,15 +147,22 @@ def load_covid_ct(folder: Path) -> SampleTable:
     return SampleTable("covid-ct", ["NonCOVID", "COVID"], samples, positive_index=1)
 
 
+def is_covid_class(name: str) -> bool:
+    """'COVID', 'covid19', 'CT_COVID', 'covid_positive' are COVID; 'NonCOVID', 'non-covid' are not."""
+    flat = re.sub(r"[^a-z0-9]", "", name.lower())
+    return "covid" in flat and not re.search(r"(non|no|not|neg)covid", flat)
+
+
 def _class_order(names: list[str]) -> list[str]:
     """Sort class names so that a COVID class, when present, comes last (the positive class)."""
-    return sorted(names, key=lambda n: (n.lower().replace("-", "").replace("_", "") in ("covid", "covid19"), n))
+    return sorted(names, key=lambda n: (is_covid_class(n), n))
 
 
 def load_folder(folder: Path) -> SampleTable:
     """User data as ``folder/{train,val,test}/<class>/image`` (or ``folder/<class>/image``: all 'test').
 
-    Each image is its own group; use a CSV table to give patient ids.
+    Each image is its own group; use a CSV table to give patient ids. The COVID class (see
+    :func:`is_covid_class`) is the positive one; without one, the last class in name order is.
     """
     folder = Path(folder)
     split_dirs = [folder / s for s in SPLITS if (folder / s).is_dir()]

@@ -96,7 +96,7 @@ def download_dataset(name: str, folder: Path, progress: bool = True) -> dict[str
                 with zipfile.ZipFile(archive) as zf:
                     for member in zf.namelist():
                         resolved = (target / member).resolve()
-                        if not str(resolved).startswith(str(target.resolve())):
+                        if not resolved.is_relative_to(target.resolve()):
                             raise CovidlensError(f"{archive} holds an unsafe path {member!r}; refusing to unpack it.")
                     zf.extractall(target)
             except zipfile.BadZipFile as exc:

@@ -58,10 +58,17 @@ def read_dicom_hu(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, flo
     try:
         dataset = pydicom.dcmread(str(path))
         rows, cols = int(getattr(dataset, "Rows", 0)), int(getattr(dataset, "Columns", 0))
+        frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+        if frames > 1:
+            raise CovidlensError(f"{path} holds {frames} frames; covidlens reads one 2-D slice per file.")
         if rows * cols > MAX_PIXELS:
             raise CovidlensError(f"{path} has {cols}x{rows} pixels, more than covidlens accepts ({MAX_PIXELS} pixels).")
         pixels = dataset.pixel_array.astype(np.float64)
-    except (InvalidDicomError, AttributeError, ValueError, OSError) as exc:
+    except CovidlensError:
+        raise
+    except Exception as exc:  # pydicom raises many types for broken or undecodable files
+        if not isinstance(exc, (InvalidDicomError, AttributeError, ValueError, OSError, RuntimeError, KeyError)):
+            raise
         raise CovidlensError(f"{path} is not a readable DICOM image ({exc}).") from exc
     if pixels.ndim != 2:
         raise CovidlensError(

@@ -2,7 +2,7 @@
 
 Several checkpoints are evaluated as an ensemble (their probabilities averaged). Two operating points
 are reported: the conventional 0.5, and the threshold that reached the target sensitivity on the
-validation split (chosen there, never on the split being scored).
+validation split (chosen there; when the validation split itself is scored the report says so).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from covidlens.checkpoint import Checkpoint, load_checkpoint
-from covidlens.data.datasets import load_dataset
+from covidlens.data.datasets import is_covid_class, load_dataset
 from covidlens.errors import CovidlensError
 from covidlens.evaluation.metrics import METRICS, binary_metrics, bootstrap_ci, confusion, threshold_for_sensitivity
 from covidlens.inference import predict_arrays
@@ -38,6 +38,8 @@ def evaluate(
     """Metrics with 95% bootstrap intervals at both operating points; writes a report if ``out_dir``."""
     if not checkpoints:
         raise CovidlensError("evaluate needs at least one checkpoint.")
+    if n_boot < 10:
+        raise CovidlensError(f"the bootstrap needs at least 10 resamples, got {n_boot}.")
     ckpts = [c if isinstance(c, Checkpoint) else load_checkpoint(c) for c in checkpoints]
     info = ckpts[0].info
     for c in ckpts[1:]:
@@ -50,6 +52,12 @@ def evaluate(
         raise CovidlensError(
             f"data set {table.name!r} has classes {', '.join(table.classes)}; a binary model needs two "
             f"(its positive class, {info.classes[info.positive_index]}, matched to the data's {table.classes[-1]!r})."
+        )
+    data_pos, model_pos = table.classes[table.positive_index], info.classes[info.positive_index]
+    if is_covid_class(data_pos) != is_covid_class(model_pos):
+        raise CovidlensError(
+            f"the model's positive class is {model_pos!r} but the data's would be {data_pos!r}; name the "
+            "COVID class folder or label 'covid' so the two line up."
         )
     samples = table.split(split)
     y = np.array([int(s.label == table.positive_index) for s in samples])
@@ -66,6 +74,8 @@ def evaluate(
         source = "validation split"
     else:
         sens_threshold, source = None, "nowhere: the data has no validation split with positives"
+    if split == "val" and sens_threshold is not None:
+        source += " (the split being scored, so this operating point is optimistic)"
     operating = [("threshold_0.5", 0.5)]
     if sens_threshold is not None:
         operating.append((f"sensitivity_{target:g}", sens_threshold))
@@ -89,6 +99,7 @@ def evaluate(
         "models": [c.info.model for c in ckpts],
         "tta": tta if tta is not None else [c.info.tta for c in ckpts],
         "sensitivity_threshold_source": source,
+        "bootstrap_resamples": n_boot,
         "operating_points": points,
     }
     if out_dir is not None:
@@ -119,7 +130,7 @@ def write_report(result: dict, samples, y, prob, out_dir: Path) -> None:
         "",
         f"Checkpoints: {', '.join(result['checkpoints'])}",
         "",
-        "Values with 95% percentile-bootstrap intervals over images (2000 resamples). The sensitivity "
+        f"Values with 95% percentile-bootstrap intervals over images ({result['bootstrap_resamples']} resamples). The sensitivity "
         f"operating point was chosen on the {result['sensitivity_threshold_source']}.",
         "",
         format_table(result),

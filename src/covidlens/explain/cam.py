@@ -127,6 +127,19 @@ def _unit(a: np.ndarray) -> np.ndarray:
     return a / top if top > 0 else a
 
 
+def resolve_class(info, target_class: str | int) -> int:
+    """Index of a class given by name or number; one sentence listing the classes otherwise."""
+    if isinstance(target_class, int) or str(target_class).isdigit():
+        index = int(target_class)
+    elif target_class in info.classes:
+        index = info.classes.index(target_class)
+    else:
+        raise CovidlensError(f"unknown class {target_class!r}; this model's classes are {', '.join(info.classes)}.")
+    if not 0 <= index < len(info.classes):
+        raise CovidlensError(f"class index {index} is out of range for classes {', '.join(info.classes)}.")
+    return index
+
+
 def explain_image(
     ckpt: Checkpoint,
     image: Image.Image,
@@ -143,16 +156,7 @@ def explain_image(
     with torch.no_grad():
         probs = _class_probabilities(ckpt.model.eval()(x))
     predicted = int(np.argmax(probs))
-    if target_class is None:
-        index = predicted
-    elif isinstance(target_class, int) or str(target_class).isdigit():
-        index = int(target_class)
-    elif target_class in info.classes:
-        index = info.classes.index(target_class)
-    else:
-        raise CovidlensError(f"unknown class {target_class!r}; this model's classes are {', '.join(info.classes)}.")
-    if not 0 <= index < len(info.classes):
-        raise CovidlensError(f"class index {index} is out of range for classes {', '.join(info.classes)}.")
+    index = predicted if target_class is None else resolve_class(info, target_class)
     heat = heat_map(ckpt.model, x, method, layer_name, index, binary=info.num_outputs == 1)
     full = np.asarray(
         Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR), dtype=np.float32

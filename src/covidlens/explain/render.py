@@ -78,8 +78,13 @@ def explain_files(
     """
     from covidlens.data.io import list_images, read_image
     from covidlens.errors import CovidlensError
-    from covidlens.explain.cam import explain_image
+    from covidlens.explain.cam import explain_image, resolve_class, resolve_layer
+    from covidlens.models import get_model_spec
 
+    # Settings are checked once, before any image: a wrong class or layer is the user's one error.
+    if target_class is not None:
+        resolve_class(ckpt.info, target_class)
+    resolve_layer(ckpt.model, target_layer or get_model_spec(ckpt.info.model).target_layer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [f for p in paths for f in list_images(p)]
@@ -87,12 +92,11 @@ def explain_files(
     tag = method.replace("++", "pp")
     for file in files:
         try:
-            e = explain_image(ckpt, read_image(file), method, target_layer, target_class)
+            image = read_image(file)
         except CovidlensError as exc:
-            if "target layer" in str(exc) or "unknown class" in str(exc) or "classic CAM" in str(exc):
-                raise
             failed.append((file, str(exc)))
             continue
+        e = explain_image(ckpt, image, method, target_layer, target_class)
         stem = file.stem
         while stem in used:  # same file name in two folders
             stem += "_"
@@ -102,6 +106,6 @@ def explain_files(
             np.save(out_dir / f"{stem}_{tag}.npy", e.heat)
         written.append((file, png))
         entries.append((str(file), png.name, e))
-    if len(files) > 1 or any(Path(p).is_dir() for p in paths):
+    if written and (len(files) > 1 or any(Path(p).is_dir() for p in paths)):
         write_gallery(entries, out_dir / "index.html", f"covidlens {METHOD_TITLES[method]} explanations")
     return written, failed

@@ -156,18 +156,21 @@ def _build(cls, values: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
-def _set_path(values: dict[str, Any], dotted: str, raw: str) -> None:
+def _set_path(values: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     node = values
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise CovidlensError(f"cannot set {dotted}: {part} is not a section.")
-    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else None
+    node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config (or start from the defaults) and apply ``section.key=value`` overrides."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, values_by_key: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Read a YAML config (or start from the defaults), apply ``section.key=value`` overrides (values
+    parsed as YAML), then ``values_by_key`` ({"section.key": value}, taken as they are)."""
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -181,7 +184,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise CovidlensError(f"override {item!r} must look like section.key=value.")
         key, raw = item.split("=", 1)
-        _set_path(values, key.strip(), raw.strip())
+        _set_path(values, key.strip(), yaml.safe_load(raw.strip()) if raw.strip() != "" else None)
+    for key, value in (values_by_key or {}).items():
+        _set_path(values, key, value)
     config = _build(TrainConfig, values, "")
     _check_choices(config)
     return config
@@ -205,8 +210,13 @@ def _check_choices(config: TrainConfig) -> None:
     o = config.optim
     if o.epochs < 1 or o.batch_size < 1 or o.lr <= 0:
         raise CovidlensError("optim.epochs and optim.batch_size must be at least 1 and optim.lr above 0.")
-    if not 0.0 <= config.augment.mixing_prob <= 1.0 or not 0.0 < config.eval.target_sensitivity <= 1.0:
-        raise CovidlensError("augment.mixing_prob must lie in [0, 1] and eval.target_sensitivity in (0, 1].")
+    a = config.augment
+    if not 0.0 <= a.mixing_prob <= 1.0 or not 0.0 <= a.hflip <= 1.0 or not 0.0 < a.crop_scale <= 1.0:
+        raise CovidlensError("augment.mixing_prob and augment.hflip must lie in [0, 1], augment.crop_scale in (0, 1].")
+    if not 0.0 < config.eval.target_sensitivity <= 1.0 or not 0.0 <= o.label_smoothing < 1.0:
+        raise CovidlensError("eval.target_sensitivity must lie in (0, 1] and optim.label_smoothing in [0, 1).")
+    if (config.model.input_size is not None and config.model.input_size < 16) or config.data.num_workers < 0:
+        raise CovidlensError("model.input_size must be at least 16 pixels and data.num_workers at least 0.")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from covidlens.checkpoint import Checkpoint, ModelInfo, save_checkpoint
 from covidlens.data.datamodule import ClassificationDataModule
@@ -89,11 +90,9 @@ def train(
     dm, table, spec, size = build_datamodule(config)
     num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    # Build the model before creating the run folder: a model that cannot be built (offline
-    # pretrained weights, bad kwargs) must not leave a folder that blocks the next attempt.
+    # Build the model and the trainer before creating the run folder: settings that cannot work
+    # (offline pretrained weights, bad kwargs, no GPU) must not leave a folder that blocks the next try.
     module = ClassifierModule(config.to_dict(), num_outputs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
     monitor = config.eval.monitor
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -108,24 +107,29 @@ def train(
         dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     t = config.trainer
-    trainer = L.Trainer(
-        max_epochs=config.optim.epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        default_root_dir=run_dir,
-        logger=[
-            CSVLogger(run_dir, name="logs", version=""),
-            TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
-        ],
-        callbacks=[checkpoint_cb, last_cb, LearningRateMonitor("epoch"), *(callbacks or [])],
-        log_every_n_steps=5,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        deterministic=False,
-    )
+    try:
+        trainer = L.Trainer(
+            max_epochs=config.optim.epochs,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=t.strategy,
+            precision=t.precision,
+            default_root_dir=run_dir,
+            logger=[
+                CSVLogger(run_dir, name="logs", version=""),
+                TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
+            ],
+            callbacks=[checkpoint_cb, last_cb, LearningRateMonitor("epoch"), *(callbacks or [])],
+            log_every_n_steps=5,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            deterministic=False,
+        )
+    except (ValueError, RuntimeError, MisconfigurationException) as exc:
+        raise CovidlensError(f"the trainer settings in the config cannot be used here ({exc}).") from exc
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
     started = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
     elapsed = time.time() - started
@@ -160,6 +164,7 @@ def export_model(module, config, table, spec, size, num_outputs, folder: Path, d
         val = dm.dataset("val").samples
         prob = predict_arrays(ckpt, val, tta=config.eval.tta)
         y = [int(s.label == table.positive_index) for s in val]
-        info.sensitivity_threshold = threshold_for_sensitivity(y, prob, config.eval.target_sensitivity)
+        if any(y):  # a validation split without positives cannot set a sensitivity threshold
+            info.sensitivity_threshold = threshold_for_sensitivity(y, prob, config.eval.target_sensitivity)
     save_checkpoint(model, info, folder)
     return ckpt
