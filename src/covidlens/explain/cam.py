@@ -100,8 +100,10 @@ def heat_map(
     layer_name: str,
     class_index: int,
     binary: bool,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Raw map for one input tensor (1 x C x H x W), resized to H x W and scaled to [0, 1]."""
+    """Map for one input tensor (1 x C x H x W), resized once to ``size`` (default H x W) and scaled
+    to [0, 1]."""
     if method not in METHODS:
         raise CovidlensError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     layer = resolve_layer(model, layer_name)
@@ -116,7 +118,7 @@ def heat_map(
         with cls(model=model, target_layers=[layer]) as cam:
             raw = cam(input_tensor=x, targets=[target])[0]
     raw = torch.as_tensor(np.asarray(raw, dtype=np.float32))[None, None]
-    resized = F.interpolate(raw, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0].numpy()
+    resized = F.interpolate(raw, size=size or x.shape[-2:], mode="bilinear", align_corners=False)[0, 0].numpy()
     return _unit(resized)
 
 
@@ -157,12 +159,9 @@ def explain_image(
         probs = _class_probabilities(ckpt.model.eval()(x))
     predicted = int(np.argmax(probs))
     index = predicted if target_class is None else resolve_class(info, target_class)
-    heat = heat_map(ckpt.model, x, method, layer_name, index, binary=info.num_outputs == 1)
-    full = np.asarray(
-        Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR), dtype=np.float32
-    ) / 255.0
+    heat = heat_map(ckpt.model, x, method, layer_name, index, info.num_outputs == 1, (image.height, image.width))
     return Explanation(
-        heat=_unit(full),
+        heat=heat,
         image=image,
         explained_class=info.classes[index],
         probability=float(probs[index]),
