@@ -3,12 +3,22 @@
     python benchmarks/compare_models.py --config configs/compare_budget.yaml --out reports/compare \
         [--models simple_cnn vgg unet resunet resunet_ecsa resunet_fprm dresunet resnet50 resnet50_fpn_attention]
 
+    # the mixing ablation: one model, same budget, no mixing vs mixup vs CutMix vs Mosaic
+    python benchmarks/compare_models.py --models resunet_ecsa --mixing none mixup cutmix mosaic \
+        --out reports/compare_mixing
+
 Each model is trained with the same budget config (only ``model.name`` and ``name`` change) on the
 official COVID-CT split, the epoch with the best validation AUC is kept, and the official test split
 is scored once. The table has Table 5.1's columns (input size, accuracy, precision, AUC, recall, F1)
 with 95% bootstrap intervals, plus parameters, GFLOPs per image, training minutes and inference
 images/s on this machine's CPU (batch 16, after warm-up) and on a GPU when one is present. One ROC
-plot holds every model.
+plot holds every model. The last two columns are paired bootstrap differences (same test images
+resampled for both) in AUC and accuracy against the reference row (``--reference``, default the
+first): an interval containing 0 is a tie.
+
+With ``--mixing``, each model is trained once per batch-mixing variant (``none`` is the plain run,
+shared with the main table; the others are run folders ``<model>-<variant>`` with
+``augment.mixing_prob`` from ``--mixing-prob``). Finished runs are reused, so a rerun only scores.
 """
 
 from __future__ import annotations
@@ -26,12 +36,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from covidlens.checkpoint import load_checkpoint
 from covidlens.data.datasets import dataset_folder, load_dataset
 from covidlens.evaluation.evaluate import ensemble_probability, evaluate
+from covidlens.evaluation.metrics import paired_bootstrap_difference
 from covidlens.evaluation.plots import plot_roc
 from covidlens.training.config import load_config
 from covidlens.training.fit import MODEL_DIR, run_folder, train
 
 TABLE_5_1 = ["simple_cnn", "vgg", "unet", "resunet", "resunet_ecsa", "resunet_fprm", "dresunet"]
 SEED_003 = ["resnet50", "resnet50_fpn_attention"]
+MIXING = ("none", "mixup", "cutmix", "mosaic")
 
 
 def gflops(model: torch.nn.Module, size: int) -> float:
@@ -61,6 +73,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/compare_budget.yaml")
     parser.add_argument("--models", nargs="+", default=TABLE_5_1 + SEED_003)
+    parser.add_argument("--mixing", nargs="+", default=["none"], choices=MIXING, help="batch-mixing variants to train")
+    parser.add_argument("--mixing-prob", type=float, default=0.5, help="share of batches mixed (variants other than none)")
+    parser.add_argument("--reference", default=None, help="row the differences are taken against (default: the first)")
     parser.add_argument("--out", default="reports/compare")
     parser.add_argument("--runs", default="runs/compare")
     parser.add_argument("--data", default=None, help="data root (default $COVIDLENS_DATA)")
@@ -76,48 +91,65 @@ def main() -> int:
     y = np.array([int(s.label == table.positive_index) for s in test])
     rows, curves = [], {}
     for name in args.models:
-        overrides = [f"name={name}", f"model.name={name}", f"trainer.out_dir={args.runs}", *args.overrides]
-        if args.data:
-            overrides.append(f"data.root={args.data}")
-        config = load_config(args.config, overrides)
-        run_dir = run_folder(config)
-        if not (run_dir / MODEL_DIR / "model.safetensors").is_file():
-            train(config, resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=False)
-        ckpt = load_checkpoint(run_dir / MODEL_DIR)
-        size = ckpt.info.input_size
-        result = evaluate([ckpt], "covid-ct", args.data, "test", out_dir=out / name)
-        prob = ensemble_probability([ckpt], test)
-        curves[name] = (y, prob)
-        row = {
-            "model": name,
-            "input_size": size,
-            "params_m": sum(p.numel() for p in ckpt.model.parameters()) / 1e6,
-            "gflops": gflops(ckpt.model, size),
-            "train_minutes": float((run_dir / "train_seconds.txt").read_text()) / 60,
-            "cpu_images_per_s": images_per_second(ckpt.model, size, "cpu"),
-            "gpu_images_per_s": images_per_second(ckpt.model, size, "cuda") if torch.cuda.is_available() else None,
-            "test": result["operating_points"]["threshold_0.5"],
-        }
-        rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "test"}), flush=True)
+        for mixing in args.mixing:
+            label = name if mixing == "none" else f"{name}-{mixing}"
+            overrides = [f"name={label}", f"model.name={name}", f"trainer.out_dir={args.runs}", *args.overrides]
+            if mixing != "none":
+                overrides += [f"augment.mixing={mixing}", f"augment.mixing_prob={args.mixing_prob}"]
+            if args.data:
+                overrides.append(f"data.root={args.data}")
+            rows.append(run_one(load_config(args.config, overrides), label, test, out))
+            curves[label] = (y, rows[-1].pop("prob"))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "test"}), flush=True)
+    reference = args.reference or rows[0]["model"]
+    if reference not in curves:
+        print(f"error: reference {reference!r} is not one of the rows", file=sys.stderr)
+        return 2
+    for row in rows:
+        for metric in ("auc", "accuracy"):
+            row[f"delta_{metric}"] = paired_bootstrap_difference(y, curves[row["model"]][1], curves[reference][1], metric)
     plot_roc(curves, out / "roc_all.png", title="COVID-CT official test split")
     lines = [
-        "| model | input | accuracy | precision | AUC | recall | F1 | params (M) | GFLOPs | train min | CPU img/s | GPU img/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | input | accuracy | precision | AUC | recall | F1 | params (M) | GFLOPs | train min | CPU img/s "
+        f"| GPU img/s | ΔAUC vs {reference} | Δacc vs {reference} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m, ci = r["test"]["metrics"], r["test"]["ci95"]
         cell = lambda k: f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"  # noqa: E731
+        delta = lambda d: "-" if r["model"] == reference else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"  # noqa: E731
         gpu = f"{r['gpu_images_per_s']:.0f}" if r["gpu_images_per_s"] else "-"
         lines.append(
             f"| {r['model']} | {r['input_size']} | {cell('accuracy')} | {cell('precision')} | {cell('auc')} | "
             f"{cell('recall')} | {cell('f1')} | {r['params_m']:.2f} | {r['gflops']:.2f} | {r['train_minutes']:.1f} | "
-            f"{r['cpu_images_per_s']:.1f} | {gpu} |"
+            f"{r['cpu_images_per_s']:.1f} | {gpu} | {delta(r['delta_auc'])} | {delta(r['delta_accuracy'])} |"
         )
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def run_one(config, label: str, test, out: Path) -> dict:
+    """Train ``config`` unless its run already finished, score the test split, time the model."""
+    run_dir = run_folder(config)
+    if not (run_dir / MODEL_DIR / "model.safetensors").is_file():
+        train(config, resume=(run_dir / "checkpoints" / "last.ckpt").is_file(), progress=False)
+    ckpt = load_checkpoint(run_dir / MODEL_DIR)
+    size = ckpt.info.input_size
+    result = evaluate([ckpt], "covid-ct", config.data.root, "test", out_dir=out / label)
+    return {
+        "model": label,
+        "mixing": config.augment.mixing,
+        "input_size": size,
+        "params_m": sum(p.numel() for p in ckpt.model.parameters()) / 1e6,
+        "gflops": gflops(ckpt.model, size),
+        "train_minutes": float((run_dir / "train_seconds.txt").read_text()) / 60,
+        "cpu_images_per_s": images_per_second(ckpt.model, size, "cpu"),
+        "gpu_images_per_s": images_per_second(ckpt.model, size, "cuda") if torch.cuda.is_available() else None,
+        "test": result["operating_points"]["threshold_0.5"],
+        "prob": ensemble_probability([ckpt], test),
+    }
 
 
 if __name__ == "__main__":
