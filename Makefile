@@ -16,7 +16,7 @@ DEMO_IMAGES = $(DATA)/ct/covid-ct/CT_COVID/2020.03.22.20040782-p25-1542.png \
               $(DATA)/ct/covid-ct/CT_NonCOVID/$(shell head -1 $(DATA)/ct/covid-ct/splits/NonCOVID/testCT_NonCOVID.txt 2>/dev/null) \
               $(DATA)/ct/covid-ct/CT_NonCOVID/$(shell sed -n 2p $(DATA)/ct/covid-ct/splits/NonCOVID/testCT_NonCOVID.txt 2>/dev/null)
 
-.PHONY: setup demo test bench-accuracy clean-venv
+.PHONY: setup demo test bench-accuracy bench-compare bench-mixing clean-venv
 
 setup: $(VENV)/.installed
 
@@ -41,3 +41,10 @@ test: setup
 bench-accuracy: setup
 	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/covid_ct_accuracy.py configs/covid_ct_lite0_b.yaml \
 		configs/covid_ct_lite0_c.yaml configs/covid_ct_lite0_d.yaml --ensemble --out reports/bench_bcd
+
+# Issue 3's model comparison and mixing ablation (docs/results.md section 3; about 2 h and 30 min on 2 CPU cores).
+bench-compare: setup
+	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --out reports/compare
+bench-mixing: setup
+	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --models resunet_ecsa \
+		--mixing none mixup cutmix mosaic --out reports/compare_mixing

@@ -116,7 +116,7 @@ def main() -> int:
     ]
     for r in rows:
         m, ci = r["test"]["metrics"], r["test"]["ci95"]
-        cell = lambda k: f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"  # noqa: E731
+        cell = lambda k: "undefined" if np.isnan(m[k]) else f"{m[k]:.3f} [{ci[k][0]:.3f}, {ci[k][1]:.3f}]"  # noqa: E731
         delta = lambda d: "-" if r["model"] == reference else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"  # noqa: E731
         gpu = f"{r['gpu_images_per_s']:.0f}" if r["gpu_images_per_s"] else "-"
         lines.append(
