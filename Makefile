@@ -46,5 +46,5 @@ bench-accuracy: setup
 bench-compare: setup
 	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --out reports/compare
 bench-mixing: setup
-	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --models resunet_ecsa \
+	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --models resunet_fprm \
 		--mixing none mixup cutmix mosaic --out reports/compare_mixing

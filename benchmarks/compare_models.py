@@ -4,7 +4,7 @@
         [--models simple_cnn vgg unet resunet resunet_ecsa resunet_fprm dresunet resnet50 resnet50_fpn_attention]
 
     # the mixing ablation: one model, same budget, no mixing vs mixup vs CutMix vs Mosaic
-    python benchmarks/compare_models.py --models resunet_ecsa --mixing none mixup cutmix mosaic \
+    python benchmarks/compare_models.py --models resunet_fprm --mixing none mixup cutmix mosaic \
         --out reports/compare_mixing
 
 Each model is trained with the same budget config (only ``model.name`` and ``name`` change) on the
