@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+import torchvision  # noqa: F401  (registers torch.ops.torchvision.*)
+from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 from covidlens.checkpoint import load_checkpoint
 from covidlens.data.datasets import dataset_folder, load_dataset
@@ -44,6 +45,15 @@ from covidlens.training.fit import MODEL_DIR, run_folder, train
 TABLE_5_1 = ["simple_cnn", "vgg", "unet", "resunet", "resunet_ecsa", "resunet_fprm", "dresunet"]
 SEED_003 = ["resnet50", "resnet50_fpn_attention"]
 MIXING = ("none", "mixup", "cutmix", "mosaic")
+
+
+@register_flop_formula(torch.ops.torchvision.deform_conv2d)
+def _deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode has no rule for torchvision's deformable convolution and would count 0; count
+    it as the plain convolution of the same shape (the bilinear sampling it adds is left out)."""
+    out_channels, in_per_group, kh, kw = weight_shape
+    n, _, h, w = out_shape
+    return 2 * n * h * w * out_channels * in_per_group * kh * kw
 
 
 def gflops(model: torch.nn.Module, size: int) -> float:
