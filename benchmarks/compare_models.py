@@ -18,7 +18,9 @@ first): an interval containing 0 is a tie.
 
 With ``--mixing``, each model is trained once per batch-mixing variant (``none`` is the plain run,
 shared with the main table; the others are run folders ``<model>-<variant>`` with
-``augment.mixing_prob`` from ``--mixing-prob``). Finished runs are reused, so a rerun only scores.
+``augment.mixing_prob`` from ``--mixing-prob``). Finished runs are reused by name, so a rerun only
+scores; after changing the budget, pass a new ``--runs`` folder (or delete the old runs), or the old
+models are scored again.
 """
 
 from __future__ import annotations
