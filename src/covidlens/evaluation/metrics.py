@@ -40,31 +40,36 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict[str, float]:
     }
 
 
+def _resamples(y_true: np.ndarray, n_boot: int, seed: int):
+    """Index arrays of ``n_boot`` resamples with replacement; draws holding one class only are skipped
+    (AUC, recall and specificity are undefined on them)."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    for _ in range(n_boot):
+        index = rng.integers(0, n, n)
+        if len(np.unique(y_true[index])) == 2:
+            yield index
+
+
+def _percentile_interval(values, alpha: float) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+
+
 def bootstrap_ci(
     y_true, prob, threshold: float = 0.5, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap (1 - alpha) interval for every metric of :func:`binary_metrics`."""
     y_true = np.asarray(y_true).astype(int)
     prob = np.asarray(prob, dtype=float)
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
     draws = {name: [] for name in METRICS}
-    for _ in range(n_boot):
-        index = rng.integers(0, n, n)
-        if len(np.unique(y_true[index])) < 2:
-            continue
+    for index in _resamples(y_true, n_boot, seed):
         for name, value in binary_metrics(y_true[index], prob[index], threshold).items():
             draws[name].append(value)
-    intervals = {}
-    for name, values in draws.items():
-        values = np.asarray(values, dtype=float)
-        values = values[~np.isnan(values)]
-        intervals[name] = (
-            (float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2)))
-            if len(values)
-            else (float("nan"), float("nan"))
-        )
-    return intervals
+    return {name: _percentile_interval(values, alpha) for name, values in draws.items()}
 
 
 def paired_bootstrap_difference(
@@ -84,21 +89,12 @@ def paired_bootstrap_difference(
     if not len(y_true) == len(prob_a) == len(prob_b):
         raise ValueError("labels and both models' probabilities must have the same length")
     estimate = binary_metrics(y_true, prob_a, threshold)[metric] - binary_metrics(y_true, prob_b, threshold)[metric]
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    draws = []
-    for _ in range(n_boot):
-        index = rng.integers(0, n, n)
-        if len(np.unique(y_true[index])) < 2:
-            continue
-        a = binary_metrics(y_true[index], prob_a[index], threshold)[metric]
-        b = binary_metrics(y_true[index], prob_b[index], threshold)[metric]
-        draws.append(a - b)
-    draws = np.asarray(draws, dtype=float)
-    draws = draws[~np.isnan(draws)]
-    if not len(draws):
-        return float(estimate), float("nan"), float("nan")
-    return float(estimate), float(np.quantile(draws, alpha / 2)), float(np.quantile(draws, 1 - alpha / 2))
+    draws = [
+        binary_metrics(y_true[index], prob_a[index], threshold)[metric]
+        - binary_metrics(y_true[index], prob_b[index], threshold)[metric]
+        for index in _resamples(y_true, n_boot, seed)
+    ]
+    return (float(estimate), *_percentile_interval(draws, alpha))
 
 
 def threshold_for_sensitivity(y_true, prob, target: float = 0.95) -> float:
