@@ -1,71 +1,104 @@
+"""Mixing is checked on indicator images: image ``n`` has a single channel ``n`` set to 1, so the mean of
+channel ``j`` over a mixed image is the share of image ``j`` in its pixels, and the soft targets must
+equal those pixel shares applied to the one-hot labels."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from covidlens.data.mixing import GaussianNoise, MixingCollate, cutmix, mixup, mosaic
+from covidlens.data.mixing import MIXING_METHODS, GaussianNoise, MixingCollate, cutmix, mixup, mosaic
 from covidlens.errors import CovidlensError
 
 
-def batch(b=4, k=3, size=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, 3, size, size, generator=g)
-    y = F.one_hot(torch.arange(b) % k, k).float()
-    return x, y
+def indicators(n, size=32):
+    """``n`` images of ``n`` channels; image ``i`` is all ones in channel ``i`` and zero elsewhere."""
+    return torch.eye(n)[:, :, None, None].expand(n, n, size, size).clone()
 
 
-def test_mixup_is_a_convex_combination_of_images_and_labels():
-    x, y = batch()
+def pixel_shares(images):
+    """``B x n``: the share of each source image in each mixed indicator image."""
+    return images.mean(dim=(2, 3))
+
+
+def one_hot(n, k):
+    return F.one_hot(torch.arange(n) % k, k).float()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mixup_label_coefficient_is_the_pixel_coefficient(seed):
+    x, y = indicators(6), one_hot(6, 3)
     x0, y0 = x.clone(), y.clone()
-    mx, my, info = mixup(x, y, 0.4, np.random.default_rng(1), return_info=True)
-    lam, index = info["lam"], info["index"]
-    assert 0.0 <= lam <= 1.0 and sorted(index.tolist()) == [0, 1, 2, 3]
-    assert torch.allclose(mx, lam * x + (1 - lam) * x[index])
-    assert torch.allclose(my, lam * y + (1 - lam) * y[index])
-    assert torch.allclose(my.sum(1), torch.ones(4))
+    mx, my = mixup(x, y, 1.0, seed)
+    assert torch.equal(mx, mx[:, :, :1, :1].expand_as(mx))  # the same blend in every pixel
+    w = pixel_shares(mx)
+    lam = w.diagonal()
+    assert torch.allclose(lam, lam[0].expand(6)) and 0.0 < lam[0] < 1.0  # one coefficient per batch
+    assert ((w > 0).sum(1) == 2).all()  # each image blended with exactly one partner
+    assert torch.allclose(my, w @ y)
+    assert torch.allclose(my.sum(1), torch.ones(6))
     assert torch.equal(x, x0) and torch.equal(y, y0)  # inputs untouched
-
-
-def test_mixup_is_reproducible_from_the_generator_and_alpha_zero_is_identity():
-    x, y = batch()
-    a = mixup(x, y, 1.0, np.random.default_rng(7))
-    b = mixup(x, y, 1.0, np.random.default_rng(7))
-    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    mx, my = mixup(x, y, 0.0, 3)
-    assert torch.equal(mx, x) and torch.equal(my, y)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_cutmix_label_weight_is_the_pasted_area_fraction(seed):
-    x, y = batch(size=32)
-    mx, my, info = cutmix(x, y, 1.0, np.random.default_rng(seed), return_info=True)
-    index = info["index"]
-    y1, y2, x1, x2 = info["box"]
-    inside = torch.zeros(32, 32, dtype=torch.bool)
-    inside[y1:y2, x1:x2] = True
-    area = inside.float().mean().item()
-    assert info["area"] == pytest.approx(area)
-    assert torch.equal(mx[:, :, inside], x[index][:, :, inside])
-    assert torch.equal(mx[:, :, ~inside], x[:, :, ~inside])
-    assert torch.allclose(my, (1 - area) * y + area * y[index])
-    assert torch.allclose(my.sum(1), torch.ones(4))
+    x, y = indicators(5, size=24), one_hot(5, 2)
+    mx, my = cutmix(x, y, 1.0, seed)
+    assert ((mx == 0) | (mx == 1)).all() and torch.equal(mx.sum(1), torch.ones(5, 24, 24))  # pasted, not blended
+    pasted = mx[0, 0] == 0  # pixels image 0 lost to its partner
+    assert pasted.any()
+    rows, cols = torch.nonzero(pasted, as_tuple=True)
+    box = torch.zeros_like(pasted)
+    box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
+    assert torch.equal(pasted, box)  # a rectangle
+    for i in range(5):
+        assert torch.equal(mx[i, i] == 0, box)  # the same box in every image
+    area = box.float().mean()
+    w = pixel_shares(mx)
+    assert torch.allclose(w.diagonal(), (1 - area).expand(5))
+    assert torch.allclose(my, w @ y)
+    assert torch.allclose(my.sum(1), torch.ones(5))
 
 
-def test_cutmix_area_is_measured_after_clipping_at_the_border():
-    x, y = batch(size=32)
+def test_cutmix_weight_follows_the_box_clipped_at_the_border():
+    x, y = indicators(4, size=20), one_hot(4, 2)
     clipped = 0
-    for seed in range(40):
-        _, _, info = cutmix(x, y, 1.0, np.random.default_rng(seed), return_info=True)
-        y1, y2, x1, x2 = info["box"]
-        assert 0 <= y1 <= y2 <= 32 and 0 <= x1 <= x2 <= 32
-        assert info["area"] == pytest.approx((y2 - y1) * (x2 - x1) / 1024)
-        clipped += info["area"] < 1 - info["lam"] - 0.05
-    assert clipped > 0  # some boxes did hang over the edge and the label weight shrank with them
+    for seed in range(30):
+        mx, my = cutmix(x, y, 1.0, seed)
+        assert torch.allclose(my, pixel_shares(mx) @ y)
+        pasted = mx[0, 0] == 0
+        touches_border = pasted[0].any() or pasted[-1].any() or pasted[:, 0].any() or pasted[:, -1].any()
+        clipped += bool(touches_border)
+    assert clipped > 0  # some boxes did hang over the edge, and the weights above still matched
+
+
+def test_mixup_and_cutmix_are_reproducible_and_leave_the_global_stream_alone():
+    x, y = indicators(4), one_hot(4, 2)
+    for mix in (mixup, cutmix):
+        torch.manual_seed(123)
+        expected_next = torch.rand(3)
+        torch.manual_seed(123)
+        a = mix(x, y, 1.0, 7)
+        assert torch.equal(torch.rand(3), expected_next)
+        b = mix(x, y, 1.0, 7)
+        c = mix(x, y, 1.0, 8)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        assert not torch.equal(a[1], c[1])
+
+
+def test_mixing_rejects_a_non_positive_alpha_and_integer_images():
+    x, y = indicators(2), one_hot(2, 2)
+    for mix in (mixup, cutmix):
+        with pytest.raises(CovidlensError, match="alpha"):
+            mix(x, y, 0.0, 0)
+        with pytest.raises(ValueError, match="floating-point"):
+            mix(x.to(torch.uint8), y, 1.0, 0)
 
 
 def test_mosaic_tiles_are_resized_sources_and_labels_weigh_tile_areas():
-    x, y = batch(b=4, size=32)
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = one_hot(4, 3)
     mx, my, info = mosaic(x, y, np.random.default_rng(3), return_info=True)
     assert mx.shape == x.shape
     assert torch.allclose(my.sum(1), torch.ones(4))
@@ -83,40 +116,77 @@ def test_mosaic_tiles_are_resized_sources_and_labels_weigh_tile_areas():
         assert torch.allclose(my[i], expected)
 
 
-def test_mosaic_of_identical_labels_keeps_the_label():
-    x = torch.randn(3, 1, 40, 40)
-    y = torch.tensor([[0.0, 1.0]] * 3)
-    _, my = mosaic(x, y, 0)
-    assert torch.allclose(my, y)
+def test_mosaic_labels_are_the_pixel_shares():
+    x, y = indicators(5), one_hot(5, 3)
+    mx, my = mosaic(x, y, 11)
+    assert torch.allclose(my, pixel_shares(mx) @ y, atol=1e-6)
 
 
-def _samples(n=4, k=3):
-    return [(torch.full((1, 8, 8), float(i)), torch.tensor(i % k)) for i in range(n)]
+def loader(method, k, prob=1.0, seed=0, n=12, batch_size=4, num_workers=0):
+    data = TensorDataset(indicators(n), torch.arange(n) % k)
+    collate = MixingCollate(num_classes=k, method=method, prob=prob, alpha=1.0, seed=seed)
+    return DataLoader(data, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
 
 
-def test_collate_with_probability_zero_returns_the_plain_batch_one_hot():
-    samples = _samples()
-    for method in ("mixup", "cutmix", "mosaic"):
-        images, targets = MixingCollate(num_classes=3, method=method, prob=0.0, seed=0)(samples)
-        assert torch.equal(images, torch.stack([s[0] for s in samples]))
-        assert torch.equal(targets, F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float())
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("method", MIXING_METHODS)
+def test_collate_targets_are_the_pixel_shares_and_every_batch_is_mixed(method, k):
+    labels = one_hot(12, k)
+    for b, (images, targets) in enumerate(loader(method, k)):
+        assert images.shape == (4, 12, 32, 32) and images.dtype == torch.float32
+        assert targets.shape == (4, k) and targets.dtype == torch.float32
+        w = pixel_shares(images)
+        assert torch.allclose(targets, w @ labels, atol=1e-6)
+        assert torch.allclose(targets.sum(1), torch.ones(4))
+        plain = torch.eye(12)[4 * b : 4 * b + 4]
+        assert not torch.allclose(w, plain)  # prob=1 changed the batch
 
 
-@pytest.mark.parametrize("method", ["mixup", "cutmix", "mosaic"])
-def test_collate_with_probability_one_mixes_and_keeps_distributions(method):
-    collate = MixingCollate(num_classes=3, method=method, prob=1.0, alpha=1.0, seed=0)
-    images, targets = collate(_samples())
-    assert images.shape == (4, 1, 8, 8) and targets.shape == (4, 3)
-    assert torch.allclose(targets.sum(1), torch.ones(4))
-    assert not torch.equal(targets, F.one_hot(torch.tensor([0, 1, 2, 0]), 3).float())
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("method", MIXING_METHODS)
+def test_collate_with_probability_zero_returns_the_plain_batch_one_hot(method, k):
+    for b, (images, targets) in enumerate(loader(method, k, prob=0.0)):
+        assert torch.equal(images, indicators(12)[4 * b : 4 * b + 4])
+        assert torch.equal(targets, one_hot(12, k)[4 * b : 4 * b + 4])
 
 
-def test_collate_works_as_a_dataloader_collate_fn():
-    data = TensorDataset(torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 0, 1, 0, 1]))
-    loader = DataLoader(data, batch_size=3, collate_fn=MixingCollate(2, "cutmix", prob=1.0, seed=1))
-    for images, targets in loader:
-        assert images.shape == (3, 1, 8, 8) and targets.shape == (3, 2)
-        assert torch.allclose(targets.sum(1), torch.ones(3))
+def run(method, seed, num_workers=0):
+    return [batch for batch in loader(method, 3, seed=seed, num_workers=num_workers)]
+
+
+@pytest.mark.parametrize("method", MIXING_METHODS)
+def test_collate_is_reproducible_for_a_seed_and_differs_for_another(method):
+    first, again, other = run(method, 5), run(method, 5), run(method, 6)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert any(not torch.equal(a[1], b[1]) for a, b in zip(first, other))
+
+
+def test_collate_in_workers_is_reproducible_and_each_worker_draws_its_own_mixes():
+    def mixup_coefficients():
+        torch.manual_seed(0)  # worker seeds come from the torch stream, as under Lightning's seed_everything
+        batches = run("mixup", 5, num_workers=2)
+        return [pixel_shares(images)[0, 4 * b].item() for b, (images, _) in enumerate(batches)]
+
+    first = mixup_coefficients()
+    assert first == mixup_coefficients()
+    assert len(set(first)) == 3  # batches 0 and 2 (worker 0) and 1 (worker 1) all differ
+
+
+def test_collate_leaves_the_global_torch_stream_alone():
+    samples = [(img, torch.tensor(i % 2)) for i, img in enumerate(indicators(4))]
+    for method in MIXING_METHODS:
+        torch.manual_seed(1)
+        expected_next = torch.rand(3)
+        torch.manual_seed(1)
+        MixingCollate(2, method, prob=1.0, seed=0)(samples)
+        assert torch.equal(torch.rand(3), expected_next)
+
+
+def test_collate_accepts_soft_labels():
+    soft = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
+    samples = [(img, soft[i]) for i, img in enumerate(indicators(2))]
+    images, targets = MixingCollate(2, "cutmix", prob=0.0, seed=0)(samples)
+    assert torch.equal(targets, soft) and torch.equal(images, indicators(2))
 
 
 def test_collate_rejects_bad_settings():
@@ -126,6 +196,9 @@ def test_collate_rejects_bad_settings():
         MixingCollate(2, prob=1.5)
     with pytest.raises(CovidlensError, match="num_classes >= 2"):
         MixingCollate(1)
+    with pytest.raises(CovidlensError, match="alpha"):
+        MixingCollate(2, "mixup", alpha=0.0)
+    MixingCollate(2, "mosaic", alpha=0.0)  # mosaic has no Beta draw
 
 
 def test_gaussian_noise_adds_noise_of_the_given_std():

@@ -1,12 +1,15 @@
 """Batch-level mixing augmentations (MixUp, CutMix, Mosaic) and per-image Gaussian noise.
 
 Seed 000 (sections 2.4.1, 2.4.2 and 3.2) trains with MixUp and describes CutMix and Mosaic; it
-also lists Gaussian noise among the single-image augmentations. Here they are pure functions on a
-batch of images ``x`` (``B x C x H x W``) and soft targets ``y`` (``B x K``, rows summing to 1 for
-one-hot or already-mixed labels): they never modify their inputs and take their randomness from an
-explicit ``numpy.random.Generator`` (or an integer seed), so a given generator state always gives
-the same result. Each returns ``(mixed_x, mixed_y)``; with ``return_info=True`` it also returns a
-dict with the drawn parameters (for tests and logging).
+also lists Gaussian noise among the single-image augmentations. MixUp and CutMix are
+``torchvision.transforms.v2.MixUp`` / ``CutMix``; Mosaic (which torchvision lacks) and the noise are
+ours. All three mixers take a batch of images ``x`` (``B x C x H x W``, floating point) and soft
+targets ``y`` (``B x K``, rows summing to 1 for one-hot or already-mixed labels), never modify their
+inputs and return ``(mixed_x, mixed_y)`` whose label weights are the pixel weights actually applied.
+
+torchvision draws its parameters from torch's global generator; :func:`mixup` and :func:`cutmix`
+given an integer ``seed`` run it inside ``torch.random.fork_rng`` seeded with it, so the result is
+reproducible and the caller's global random stream is left where it was.
 
 :class:`MixingCollate` wraps ``torch.utils.data.default_collate`` so that a ``DataLoader`` yields
 ``(images, soft_targets)`` with one method applied to a batch with a given probability.
@@ -18,93 +21,77 @@ K-logit model with ``cross_entropy(logits, y)`` (soft-label form).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import default_collate, get_worker_info
+from torchvision.transforms import v2
 
 from covidlens.errors import CovidlensError
 
 __all__ = ["mixup", "cutmix", "mosaic", "MixingCollate", "GaussianNoise", "MIXING_METHODS"]
 
-def _rng(rng: np.random.Generator | int | None) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
 
 def _check(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"images must be B x C x H x W, got shape {tuple(x.shape)}")
+    if x.ndim != 4 or not torch.is_floating_point(x):
+        raise ValueError(f"images must be a floating-point B x C x H x W batch, got {x.dtype} {tuple(x.shape)}")
     if y.ndim != 2 or y.shape[0] != x.shape[0]:
         raise ValueError(f"targets must be B x K with B = {x.shape[0]}, got shape {tuple(y.shape)}")
     if not torch.is_floating_point(y):
         raise ValueError("targets must be soft (floating point) B x K; use F.one_hot(labels, K).float()")
 
 
-def _beta(rng: np.random.Generator, alpha: float) -> float:
-    return float(rng.beta(alpha, alpha)) if alpha > 0 else 1.0
+def _check_alpha(alpha: float) -> None:
+    if not alpha > 0:
+        raise CovidlensError(
+            f"the mixing alpha (Beta parameter) must be positive, got {alpha}; "
+            "to train without mixing set the method to none."
+        )
 
 
-def mixup(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    alpha: float,
-    rng: np.random.Generator | int | None = None,
-    return_info: bool = False,
-):
-    """MixUp (Zhang et al. 2018): ``lam ~ Beta(alpha, alpha)``, a random permutation ``index`` of the
-    batch, ``x' = lam x + (1 - lam) x[index]`` and ``y' = lam y + (1 - lam) y[index]``.
+@contextlib.contextmanager
+def _torch_seeded(seed: int | None) -> Iterator[None]:
+    """Run torchvision's draws from a private global-generator state when ``seed`` is given."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
-    ``alpha <= 0`` means ``lam = 1`` (no mixing), as in the seed's ``mixup_data``. One ``lam`` per
-    batch, as in the seed.
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, seed: int | None = None):
+    """MixUp (Zhang et al. 2018) by ``torchvision.transforms.v2.MixUp``: one ``lam ~ Beta(alpha, alpha)``
+    per batch, ``x'_i = lam x_i + (1 - lam) x_j`` and ``y'_i = lam y_i + (1 - lam) y_j``.
+
+    torchvision pairs samples by their order in the batch (today each with its neighbour,
+    ``j = i - 1`` cyclically), so the pairs are random only when the batch comes shuffled, as the
+    training loader's batches do.
+    ``seed`` makes the draw reproducible (see the module docstring); ``None`` draws from the global
+    generator as torchvision does.
     """
     _check(x, y)
-    gen = _rng(rng)
-    lam = _beta(gen, alpha)
-    index = torch.from_numpy(gen.permutation(x.shape[0])).to(x.device)
-    mixed_x = lam * x + (1.0 - lam) * x[index]
-    mixed_y = lam * y + (1.0 - lam) * y[index]
-    if return_info:
-        return mixed_x, mixed_y, {"lam": lam, "index": index}
-    return mixed_x, mixed_y
+    _check_alpha(alpha)
+    with _torch_seeded(seed):
+        return v2.MixUp(alpha=alpha)(x, y)
 
 
-def cutmix(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    alpha: float,
-    rng: np.random.Generator | int | None = None,
-    return_info: bool = False,
-):
-    """CutMix (Yun et al. 2019), as seed 000 section 2.4.2 writes it.
-
-    ``lam ~ Beta(alpha, alpha)``; a box of ``round(W sqrt(1 - lam)) x round(H sqrt(1 - lam))`` is centred
-    at a uniformly drawn pixel ``(r_x, r_y)`` and clipped to the image; that region of every image is
-    replaced by the same region of ``x[index]`` (``index`` a random permutation). The label weight of
-    the pasted image is the *exact* pasted area fraction after clipping, ``area = box_area / (H W)``,
-    so ``y' = (1 - area) y + area y[index]`` (this is ``1 - lam`` before clipping). One box per
-    batch. ``info`` holds ``lam`` (the drawn value), ``area``, ``box = (y1, y2, x1, x2)`` (end
-    exclusive) and ``index``.
+def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, seed: int | None = None):
+    """CutMix (Yun et al. 2019) by ``torchvision.transforms.v2.CutMix``: one box per batch, sized from
+    ``lam ~ Beta(alpha, alpha)`` and centred at a uniform pixel, clipped to the image; that region of
+    image ``i`` is replaced by the same region of its partner ``j`` (paired by batch order as in
+    :func:`mixup`, so shuffle the batch). The label weight of the pasted image is the exact pasted area fraction after
+    clipping, ``y'_i = (1 - area) y_i + area y_j``, as seed 000 section 2.4.2 asks. ``seed`` as for
+    :func:`mixup`.
     """
     _check(x, y)
-    gen = _rng(rng)
-    lam = _beta(gen, alpha)
-    index = torch.from_numpy(gen.permutation(x.shape[0])).to(x.device)
-    h, w = x.shape[-2:]
-    cut = math.sqrt(1.0 - lam)
-    cut_h, cut_w = int(round(h * cut)), int(round(w * cut))
-    cy, cx = int(gen.integers(0, h)), int(gen.integers(0, w))
-    y1, y2 = max(cy - cut_h // 2, 0), min(cy + cut_h - cut_h // 2, h)
-    x1, x2 = max(cx - cut_w // 2, 0), min(cx + cut_w - cut_w // 2, w)
-    area = (y2 - y1) * (x2 - x1) / float(h * w)
-    mixed_x = x.clone()
-    mixed_x[:, :, y1:y2, x1:x2] = x[index][:, :, y1:y2, x1:x2]
-    mixed_y = (1.0 - area) * y + area * y[index]
-    if return_info:
-        return mixed_x, mixed_y, {"lam": lam, "area": area, "box": (y1, y2, x1, x2), "index": index}
-    return mixed_x, mixed_y
+    _check_alpha(alpha)
+    with _torch_seeded(seed):
+        return v2.CutMix(alpha=alpha)(x, y)
 
 
 def mosaic(
@@ -123,10 +110,12 @@ def mosaic(
     are non-empty). Each source image is resized whole (bilinear, antialiased) into its tile rather
     than cropped, so a lesion anywhere in a slice stays in the mosaic and the area weight is
     honest. Labels: ``y'_i = sum_t (tile area_t / (H W)) y[source_t]``, which sums to 1 for
-    distributions. ``info`` holds ``sources`` (``B x 4`` indices) and ``centres`` (``B x 2``).
+    distributions. Randomness comes from ``rng`` (a ``numpy.random.Generator`` or an integer seed).
+    With ``return_info=True`` it also returns ``sources`` (``B x 4`` indices), ``centres``
+    (``B x 2``) and ``weights`` (``B x B``, the share of image ``j`` in output ``i``).
     """
     _check(x, y)
-    gen = _rng(rng)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     b, _, h, w = x.shape
     if h < 2 or w < 2:
         raise ValueError("mosaic needs images of at least 2 x 2 pixels")
@@ -135,7 +124,7 @@ def mosaic(
     cys = gen.integers(max(1, int(math.floor(h * lo))), min(h - 1, int(math.ceil(h * hi))) + 1, size=b)
     cxs = gen.integers(max(1, int(math.floor(w * lo))), min(w - 1, int(math.ceil(w * hi))) + 1, size=b)
     mixed_x = torch.empty_like(x)
-    weights = torch.zeros(b, b, dtype=y.dtype, device=y.device)  # weights[i, j]: share of image j in output i
+    weights = torch.zeros(b, b, dtype=y.dtype, device=y.device)
     for i in range(b):
         cy, cx = int(cys[i]), int(cxs[i])
         tiles = ((0, cy, 0, cx), (0, cy, cx, w), (cy, h, 0, cx), (cy, h, cx, w))
@@ -164,7 +153,9 @@ class MixingCollate:
     first two).
 
     Samples must be ``(image, label)`` pairs; labels may be integers (0-d tensors or ints) or
-    already-soft ``K``-vectors. Randomness comes from ``numpy.random.default_rng(seed)``; inside a
+    already-soft ``K``-vectors. Randomness comes from ``numpy.random.default_rng(seed)``, which per
+    batch decides whether to mix and draws the seed of that batch's mix (the torch state torchvision
+    draws from is forked and seeded with it, so training's own global stream is untouched). Inside a
     ``DataLoader`` worker the generator is re-seeded once per worker from ``(seed, worker seed)``, so
     workers (and epochs, whose worker seeds differ) draw different mixes while staying reproducible
     under a fixed torch seed.
@@ -187,6 +178,8 @@ class MixingCollate:
                 f"MixingCollate needs num_classes >= 2 target columns, got {num_classes} "
                 "(a binary task has 2 classes even when the model has one logit)."
             )
+        if method != "mosaic":
+            _check_alpha(alpha)
         self.num_classes = num_classes
         self.method = method
         self.prob = prob
@@ -211,13 +204,14 @@ class MixingCollate:
         else:
             targets = labels.float()
         rng = self._generator()
-        if self.prob > 0 and rng.random() < self.prob:
+        batch_seed = int(rng.integers(2**63))
+        if rng.random() < self.prob:
             if self.method == "mixup":
-                images, targets = mixup(images, targets, self.alpha, rng)
+                images, targets = mixup(images, targets, self.alpha, batch_seed)
             elif self.method == "cutmix":
-                images, targets = cutmix(images, targets, self.alpha, rng)
+                images, targets = cutmix(images, targets, self.alpha, batch_seed)
             else:
-                images, targets = mosaic(images, targets, rng)
+                images, targets = mosaic(images, targets, batch_seed)
         return images, targets
 
 
