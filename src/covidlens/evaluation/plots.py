@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -27,15 +28,52 @@ def plot_roc(curves: dict[str, tuple], path: Path, title: str = "ROC") -> None:
     plt.close(fig)
 
 
-def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
-    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=120)
-    ax.imshow(matrix, cmap="Blues")
+def plot_roc_one_vs_rest(
+    y_true, probs, class_names: Sequence[str], path: Path, title: str = "ROC, one class vs the rest"
+) -> None:
+    """One ROC curve per class (that class against all others), its AUC and image count in the legend.
+
+    A class with no images, or holding every image, has no ROC curve; it is listed in the legend
+    as undefined instead of being dropped silently.
+    """
+    y_true, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=float)
+    if probs.ndim != 2 or probs.shape[1] != len(class_names):
+        raise ValueError(f"probabilities must be images x {len(class_names)} classes, got shape {probs.shape}")
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    for k, name in enumerate(class_names):
+        is_k = y_true == k
+        if 0 < is_k.sum() < len(y_true):
+            fpr, tpr, _ = roc_curve(is_k, probs[:, k])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(is_k, probs[:, k]):.3f}, n={is_k.sum()})")
+        else:
+            ax.plot([], [], linestyle="none", label=f"{name} (AUC undefined, n={is_k.sum()})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = "") -> None:
+    """Confusion counts for any number of classes: rows true, columns predicted, each count in its cell.
+
+    The figure grows with the number of classes so that cells and names stay readable.
+    """
+    matrix = np.asarray(matrix)
+    k = len(class_names)
+    if matrix.shape != (k, k):
+        raise ValueError(f"a confusion matrix for {k} classes must be {k} x {k}, got shape {matrix.shape}")
+    side = 2.0 + 0.7 * k
+    fig, ax = plt.subplots(figsize=(side + 0.6, side), dpi=120)
+    ax.imshow(matrix, cmap="Blues", vmin=0)
+    fontsize = max(6, 12 - k // 2)
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center",
-                color="white" if value > matrix.max() / 2 else "black", fontsize=12)
-    ax.set_xticks(range(len(classes)), [f"pred {c}" for c in classes])
-    ax.set_yticks(range(len(classes)), [f"true {c}" for c in classes])
-    ax.set_title(title)
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=fontsize,
+                color="white" if value > matrix.max() / 2 else "black")
+    ax.set_xticks(range(k), class_names, rotation=45 if k > 3 else 0, ha="right" if k > 3 else "center")
+    ax.set_yticks(range(k), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
