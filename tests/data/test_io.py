@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -100,3 +102,68 @@ def test_oversized_image_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(io, "MAX_PIXELS", 300 * 199)
     with pytest.raises(CovidlensError, match="more than covidlens accepts"):
         read_image(tmp_path / "big.png")
+
+
+NY_SBU_SLICE = "ct/ny-sbu-dicom/A002304/axial/19001231-076.dcm"  # HU -3024..1112 (slices_index.csv)
+
+
+def test_lung_window_maps_known_hounsfield_units_of_a_real_slice(data_root):
+    """Grey level g = round((HU + 1350) / 1500 * 255), clipped: the same HU always gives the same grey.
+
+    A min-max stretch of this slice (-3024..1112 HU) would put -850 HU at 134, not 85, so it fails here.
+    """
+    from covidlens.data.io import read_scan
+
+    path = data_root / NY_SBU_SLICE
+    hu = read_scan(path).pixels
+    image = np.asarray(read_image(path))
+    expected = {-3024: 0, -850: 85, -350: 170, 50: 238, 400: 255}
+    for value, grey in expected.items():
+        where = hu == value
+        assert where.sum() >= 10, value
+        assert np.all(image[where] == grey), (value, np.unique(image[where]))
+    stretched = round((-850 - hu.min()) / (hu.max() - hu.min()) * 255)
+    assert stretched != expected[-850]
+
+
+def test_intensity_transforms_follow_the_units():
+    from covidlens.data.intensity import LUNG_WINDOW, display_image, to_uint8, window
+    from covidlens.data.io import Scan
+
+    def scan(pixels, units="raw", bits=8, win=None):
+        return Scan(np.asarray(pixels, np.float32), None, "", units, "L", "png", Path("x"), window=win, bits=bits)
+
+    assert window(np.array([-1350.0, -600.0, 150.0]), *LUNG_WINDOW).tolist() == [0, 128, 255]
+    assert to_uint8(scan([[-1350.0, 150.0]], units="HU")).tolist() == [[0, 255]]
+    assert to_uint8(scan([[3.0, 200.0]])).tolist() == [[3, 200]]  # 8-bit raw: as stored
+    assert to_uint8(scan([[1000.0, 3000.0]], bits=16)).tolist() == [[0, 255]]  # stretched
+    assert to_uint8(scan([[1000.0, 3000.0]], bits=12, win=(2000.0, 4000.0))).tolist() == [[64, 191]]
+    assert display_image(scan([[0.0, 255.0]])).mode == "L"
+    with pytest.raises(CovidlensError, match="3-D volume"):
+        display_image(scan(np.zeros((2, 2, 2))))
+    with pytest.raises(CovidlensError, match="positive width"):
+        window(np.zeros(2), 0.0, 0.0)
+
+
+def test_old_names_stay_importable():
+    from covidlens.data import intensity, io
+
+    assert io.LUNG_WINDOW == intensity.LUNG_WINDOW == (-600.0, 1500.0)
+    assert io.window_hu is intensity.window
+    assert {".png", ".dcm"} <= io.IMAGE_SUFFIXES and io.MAX_PIXELS == 8192 * 8192
+    assert callable(io.is_dicom) and callable(io.read_dicom_hu)
+
+
+def test_read_dicom_hu_gives_hounsfield_units_and_spacing(data_root):
+    from covidlens.data.io import read_dicom_hu
+
+    hu, spacing = read_dicom_hu(data_root / NY_SBU_SLICE)
+    assert hu.min() == -3024 and hu.max() == 1112 and spacing == (0.826172, 0.826172)
+
+
+def test_volume_is_not_an_image(tmp_path):
+    import nibabel
+
+    nibabel.save(nibabel.Nifti1Image(np.zeros((4, 4, 3), np.int16), np.eye(4)), tmp_path / "v.nii.gz")
+    with pytest.raises(CovidlensError, match="3-D volume"):
+        read_image(tmp_path / "v.nii.gz")
