@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from covidlens.checkpoint import Checkpoint, load_checkpoint
-from covidlens.data.datasets import default_data_root
+from covidlens.data.datasets import dataset_folder, default_data_root, load_dataset
 from covidlens.data.io import read_image
 from covidlens.explain.cam import METHODS, explain_image
 from covidlens.explain.measure import energy_in_mask, mean_ci, pointing_hit, rank_correlation, wilson_interval
@@ -33,23 +33,21 @@ from covidlens.models import create_model
 
 
 def medseg_slices(root: Path, reorient: bool) -> list[tuple[Path, Image.Image, np.ndarray]]:
-    """(path, grey image, lesion mask) for every slice with a lesion.
+    """(path, grey image, lesion mask) for every slice with a lesion, train then test.
 
-    The slices of this copy are stored turned by 90 degrees (anterior at the left, the lungs above and
-    below the heart); ``reorient`` turns image and mask 90 degrees clockwise into the usual axial view
-    that COVID-CT figures show, so that orientation is not one more difference between the sets.
+    The registry records that these slices are stored turned by 90 degrees (``Sample.rot90``);
+    ``reorient`` applies that turn to image and mask together, into the usual axial view that COVID-CT
+    figures show, so that orientation is not one more difference between the sets.
     """
-    folder = root / "ct" / "medseg-infnet"
     slices = []
-    for part in ("train", "test"):
-        for path in sorted((folder / part / "images").glob("*.jpg")):
-            image = read_image(path)
-            mask = Image.open(folder / part / "infection" / f"{path.stem}.png").convert("L")
-            if reorient:
-                image, mask = image.transpose(Image.ROTATE_270), mask.transpose(Image.ROTATE_270)
-            mask = np.asarray(mask) > 127
-            if mask.any():
-                slices.append((path, image, mask))
+    for sample in load_dataset("medseg-infnet", root).samples:
+        image = read_image(sample.path)
+        mask = np.asarray(Image.open(sample.mask).convert("L")) > 127
+        if reorient:
+            image = Image.fromarray(np.ascontiguousarray(np.rot90(np.asarray(image), sample.rot90)))
+            mask = np.rot90(mask, sample.rot90)
+        if mask.any():
+            slices.append((sample.path, image, np.ascontiguousarray(mask)))
     return slices
 
 
@@ -70,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
 
     root = Path(args.data) if args.data else default_data_root()
-    if not (root / "ct" / "medseg-infnet").is_dir():
+    if not dataset_folder("medseg-infnet", root).is_dir():
         print(f"skipped: MedSeg slices not found under {root}", file=sys.stderr)
         return 0
     out = Path(args.out)
