@@ -45,9 +45,9 @@ bench-accuracy: setup
 # Issue 3's model comparison and mixing ablation (docs/results.md section 3; about 2 h and 30 min on 2 CPU cores).
 bench-compare: setup
 	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --out reports/compare \
-		--reference dresunet
+		--reference dresunet_classifier
 	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml \
 		--out reports/compare_resnet50 --models resnet50 resnet50_fpn_attention
 bench-mixing: setup
-	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --models resunet_fprm \
+	COVIDLENS_DATA=$(DATA) $(PY) benchmarks/compare_models.py --config configs/compare_budget.yaml --models resunet_fprm_classifier \
 		--mixing none mixup cutmix mosaic --out reports/compare_mixing

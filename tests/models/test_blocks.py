@@ -13,9 +13,14 @@ from covidlens.models.blocks import (
     SE,
     SSE,
     DeformConv2d,
+    DoubleConv,
+    Down,
     ECAsE,
+    ResDoubleConv,
+    Up,
     eca_kernel_size,
     make_attention,
+    pad_to,
 )
 
 
@@ -164,3 +169,38 @@ def test_unmodulated_deform_conv_predicts_offsets_only():
     offset, mask = conv.predict_offset_mask(torch.randn(1, 4, 5, 5))
     assert mask is None
     assert conv(torch.randn(1, 4, 5, 5)).shape == (1, 4, 5, 5)
+
+
+def test_double_conv_is_two_conv_bn_relu_units_in_one_flat_sequence():
+    block = DoubleConv(3, 8, mid_channels=5)
+    assert [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * 2
+    assert block[0].out_channels == 5 and block[3].in_channels == 5 and block[0].bias is None
+    assert block[0].padding == (1, 1)
+    # Keys of checkpoints written when the six layers were listed by hand.
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    assert set(block.state_dict()) == {"0.weight", "3.weight"} | {f"{i}.{p}" for i in (1, 4) for p in bn}
+    assert block(torch.randn(1, 3, 9, 7)).shape == (1, 8, 9, 7)
+
+
+def test_residual_double_conv_adds_a_projected_shortcut_only_when_channels_change():
+    torch.manual_seed(0)
+    same, wider = ResDoubleConv(8, 8).eval(), ResDoubleConv(4, 8).eval()
+    assert isinstance(same.shortcut, nn.Identity)
+    assert [type(m) for m in wider.shortcut] == [nn.Conv2d, nn.BatchNorm2d] and wider.shortcut[0].kernel_size == (1, 1)
+    assert [type(m) for m in wider.body] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d, nn.BatchNorm2d]
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(same(x), torch.relu(same.body(x) + x))
+
+
+def test_down_halves_and_up_pads_odd_sizes_back_to_the_skip():
+    down, up = Down(4, 8), Up(8, 4)
+    skip = torch.randn(1, 4, 13, 9)
+    deep = down(skip)
+    assert deep.shape == (1, 8, 6, 4)
+    assert up(deep, skip).shape == (1, 4, 13, 9)
+    assert Up(8, 4, bilinear=True)(torch.randn(1, 4, 6, 4), skip).shape == (1, 4, 13, 9)
+    x = torch.ones(1, 1, 2, 3)
+    padded = pad_to(x, torch.zeros(1, 1, 5, 4))
+    assert padded.shape == (1, 1, 5, 4) and padded.sum() == 6
+    assert padded[0, 0, 1:3, 0:3].sum() == 6  # one row above, two below; the extra column on the right

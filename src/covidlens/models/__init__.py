@@ -1,7 +1,28 @@
-"""Classification models: import this package to fill the registry."""
+"""Models for every task, reached through one registry: import this package to fill it.
 
-from covidlens.models import efficientnet_lite, seed000, torchvision_models  # noqa: F401  (registration)
-from covidlens.models import blocks, resnet_fpn, unet  # noqa: F401  (registration)
-from covidlens.models.registry import ModelSpec, create_model, get_model_spec, list_models, register_model
+Classifiers live in :mod:`covidlens.models.classification`; building blocks shared across tasks
+(attention, FPRM, deformable convolution, UNet parts) in :mod:`covidlens.models.blocks`.
+"""
 
-__all__ = ["ModelSpec", "create_model", "get_model_spec", "list_models", "register_model"]
+from covidlens.models import classification  # noqa: F401  (registration)
+from covidlens.models.registry import (
+    LEGACY_NAMES,
+    ModelSpec,
+    create_model,
+    get_model_spec,
+    list_models,
+    model_arguments,
+    register_model,
+    upgrade_keys,
+)
+
+__all__ = [
+    "LEGACY_NAMES",
+    "ModelSpec",
+    "create_model",
+    "get_model_spec",
+    "list_models",
+    "model_arguments",
+    "register_model",
+    "upgrade_keys",
+]

@@ -1,4 +1,4 @@
-"""Attention and convolution blocks shared by the seed models (UNet family, improved ResNet50).
+"""Attention, convolution and encoder-decoder blocks shared by the models of every task.
 
 Every attention block keeps the shape of its input and multiplies it by weights in [0, 1] that come
 from a sigmoid; ``gate(x)`` returns those weights (broadcastable to ``x``) so that they can be
@@ -19,17 +19,24 @@ Deep Learning Models to Detect COVID-19", sections 2.3.4 and 3.1), which describ
 
 :func:`make_attention` builds an attention block from a short name so that model constructors can
 take ``attention="scse"`` style arguments.
+
+The UNet parts (:class:`DoubleConv`, :class:`ResDoubleConv`, :class:`Down`, :class:`Up`,
+:class:`OutConv`, :func:`pad_to`) live here rather than beside the UNet-family classifiers because a
+segmentation UNet is built from the same parts. Conv-BN-ReLU units are torchvision's
+``Conv2dNormActivation``; where a block has always been one flat ``nn.Sequential`` the units are
+unpacked into it, so the state-dict keys (``0.weight``, ``1.running_mean``, ``3.weight``, ...) stay
+those of checkpoints saved before.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import deform_conv2d
+from torchvision.ops import Conv2dNormActivation, deform_conv2d
 
 from covidlens.errors import CovidlensError
 
@@ -42,6 +49,13 @@ __all__ = [
     "ECAsE",
     "FPRM",
     "DeformConv2d",
+    "DoubleConv",
+    "ResDoubleConv",
+    "Down",
+    "Up",
+    "OutConv",
+    "BlockFactory",
+    "pad_to",
     "ATTENTION_KINDS",
     "eca_kernel_size",
     "make_attention",
@@ -232,14 +246,6 @@ class ECAsE(nn.Module):
         return _combine(x, *self.gates(x), self.mode)
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int, kernel_size: int = 3) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_ch),
-        nn.ReLU(inplace=True),
-    )
-
-
 class FPRM(nn.Module):
     """Feature pyramid refinement module: fuses feature maps of several scales into one map.
 
@@ -267,8 +273,8 @@ class FPRM(nn.Module):
         if len(in_channels) < 1:
             raise ValueError("FPRM needs at least one input level")
         self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.refine = nn.ModuleList(_conv_bn_relu(out_channels, out_channels, 3) for _ in in_channels)
-        self.fuse = _conv_bn_relu(out_channels * len(in_channels), out_channels, 1)
+        self.refine = nn.ModuleList(Conv2dNormActivation(out_channels, out_channels, 3) for _ in in_channels)
+        self.fuse = Conv2dNormActivation(out_channels * len(in_channels), out_channels, 1)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(features) != len(self.lateral):
@@ -419,3 +425,91 @@ def make_attention(kind: str, channels: int, **kwargs) -> nn.Module:
     if key not in builders:
         raise CovidlensError(f"unknown attention {kind!r}; choose one of: {', '.join(ATTENTION_KINDS)}.")
     return builders[key](channels, **kwargs)
+
+
+#: Builds a double-convolution stage: ``(in_channels, out_channels, mid_channels) -> module``.
+BlockFactory = Callable[[int, int, int], nn.Module]
+
+
+class DoubleConv(nn.Sequential):
+    """(3x3 conv -> BN -> ReLU) twice; ``mid_channels`` is the width between the two convolutions.
+
+    The two ``Conv2dNormActivation`` units are unpacked into one flat sequence (keys ``0`` to ``5``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None):
+        mid = mid_channels or out_channels
+        super().__init__(*Conv2dNormActivation(in_channels, mid, 3), *Conv2dNormActivation(mid, out_channels, 3))
+
+
+class ResDoubleConv(nn.Module):
+    """Residual double convolution: 3x3 conv-BN-ReLU, 3x3 conv-BN, optional attention on the residual
+    branch (as in SE-ResNet, seed 000 Fig. 2.12), plus a shortcut (identity, or 1x1 conv-BN when the
+    channel count changes), then ReLU."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, mid_channels: int | None = None, attention: str = "none"
+    ):
+        super().__init__()
+        mid = mid_channels or out_channels
+        self.body = nn.Sequential(
+            *Conv2dNormActivation(in_channels, mid, 3),
+            *Conv2dNormActivation(mid, out_channels, 3, activation_layer=None),
+        )
+        self.attention = make_attention(attention, out_channels)
+        if in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = Conv2dNormActivation(in_channels, out_channels, 1, activation_layer=None)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.attention(self.body(x)) + self.shortcut(x))
+
+
+class Down(nn.Sequential):
+    """2x2 max pooling (stride 2) followed by a double-convolution block (``block``, default
+    :class:`DoubleConv`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, block: BlockFactory = DoubleConv):
+        super().__init__(nn.MaxPool2d(2), block(in_channels, out_channels, out_channels))
+
+
+def pad_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Zero-pad ``x`` (evenly, extra pixel at the bottom/right) to the spatial size of ``reference``."""
+    dy = reference.shape[-2] - x.shape[-2]
+    dx = reference.shape[-1] - x.shape[-1]
+    if dy == 0 and dx == 0:
+        return x
+    return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+
+
+class Up(nn.Module):
+    """Upsample by 2, zero-pad to the skip connection's size, concatenate ``[skip, upsampled]``,
+    double convolution.
+
+    ``in_channels`` is the channel count after concatenation. Transposed mode: the deeper map has
+    ``in_channels`` channels and a 2x2 stride-2 transposed convolution halves them to match the skip.
+    Bilinear mode: the deeper map already has ``in_channels // 2`` channels; the block's middle width
+    is ``in_channels // 2``. Padding instead of cropping lets inputs be any size, not only
+    multiples of 16 (seed 000: "padding the smaller feature map first, and then concat").
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bilinear: bool = False, block: BlockFactory = DoubleConv):
+        super().__init__()
+        if bilinear:
+            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+            self.conv = block(in_channels, out_channels, in_channels // 2)
+        else:
+            self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
+            self.conv = block(in_channels, out_channels, out_channels)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.cat([skip, pad_to(self.up(deep), skip)], dim=1))
+
+
+class OutConv(nn.Conv2d):
+    """1x1 convolution from the decoder's channels to one map per output class (the UNet's
+    segmentation head; the UNet-family classifiers pool first and use an equivalent ``nn.Linear``)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=1)

@@ -13,12 +13,15 @@ layers" with VGG's 3x3 kernels and 2x2 max pooling. Choices made where the seed 
 from __future__ import annotations
 
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
 from covidlens.models.registry import register_model
 
 
 def _conv_bn_relu(in_ch: int, out_ch: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+    """A 3x3 conv-BN-ReLU unit as three layers of the flat ``features`` sequence, so that
+    ``target_layer`` indices and the keys of checkpoints saved before stay what they were."""
+    return list(Conv2dNormActivation(in_ch, out_ch, 3))
 
 
 class SimpleCNN(nn.Module):
@@ -73,8 +76,10 @@ class SeedVGG(nn.Module):
     target_layer="features.10",
     tags=("seed000",),
 )
-def simple_cnn(num_classes: int = 1, pretrained: bool = False, **kwargs) -> SimpleCNN:
-    return SimpleCNN(num_classes=num_classes, **kwargs)
+def simple_cnn(
+    num_classes: int = 1, pretrained: bool = False, widths: tuple[int, ...] = (32, 64, 128), in_channels: int = 3
+) -> SimpleCNN:
+    return SimpleCNN(num_classes=num_classes, widths=tuple(widths), in_channels=in_channels)
 
 
 @register_model(
@@ -86,5 +91,12 @@ def simple_cnn(num_classes: int = 1, pretrained: bool = False, **kwargs) -> Simp
     target_layer="features.14",
     tags=("seed000",),
 )
-def vgg(num_classes: int = 1, pretrained: bool = False, **kwargs) -> SeedVGG:
-    return SeedVGG(num_classes=num_classes, **kwargs)
+def vgg(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    widths: tuple[int, ...] = (64, 128, 256, 512),
+    hidden: int = 256,
+    dropout: float = 0.5,
+    in_channels: int = 3,
+) -> SeedVGG:
+    return SeedVGG(num_classes, tuple(widths), hidden, dropout, in_channels)

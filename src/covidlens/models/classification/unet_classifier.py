@@ -1,4 +1,4 @@
-"""UNet, ResUNet and the three improved ResUNets of seed 000, used as image classifiers.
+"""UNet, ResUNet and the three improved ResUNets of seed 000 as image classifiers.
 
 Seed 000 ("Using Different Deep Learning Models to Detect COVID-19", sections 2.3.3, 2.3.4 and 3.1)
 classifies 256 x 256 chest CT slices with segmentation-style encoder-decoder networks. It describes
@@ -9,8 +9,9 @@ them in words and figures only; this module writes them from that description. S
   and one linear layer ``fc`` give the logits. The seed's segmentation ``OutConv`` (a 1x1 conv to
   per-pixel class maps) followed by global average pooling would compute exactly the same function;
   pooling first is cheaper and is the "global pooling + one linear layer" shape that classic CAM
-  needs (``fc.weight`` read as 1x1-conv weights gives the seed's per-pixel map). ``OutConv`` is
-  kept as a part for segmentation use. DResUNet has its own head as the seed describes (see there).
+  needs (``fc.weight`` read as 1x1-conv weights gives the seed's per-pixel map). ``OutConv``
+  lives in :mod:`covidlens.models.blocks` with the other UNet parts, for segmentation. DResUNet
+  has its own head as the seed describes (see there).
 * **Width.** ``base_channels`` is the width of the first stage; stages double it up to
   ``16 * base_channels`` at the bottleneck, as in the original UNet (64 -> 1024). The seed quotes
   "about 28 M" parameters for the original UNet, "about 31 M" with transposed-convolution
@@ -18,6 +19,9 @@ them in words and figures only; this module writes them from that description. S
   and 16 with ``bilinear=False`` give 31.04 M, 7.76 M and 1.94 M. The registered builders default
   to ``base_channels=16`` (trainable on a CPU); pass ``full_width=True`` (or ``base_channels=64``)
   for the seed's size.
+* **Names.** Classes and registry names say ``Classifier`` / ``_classifier`` so that plain ``UNet``
+  stays free for the segmentation network; checkpoints under the old names (``unet``, ``resunet``,
+  ...) are mapped by :data:`covidlens.models.registry.LEGACY_NAMES`. State-dict keys are unchanged.
 * **Upsampling.** ``bilinear=False`` (default) upsamples with a 2x2 stride-2 transposed convolution
   that halves the channels; ``bilinear=True`` uses bilinear interpolation and, to keep parameter
   counts down, halves the channels of the bottleneck and of each decoder stage instead (17.3 M at
@@ -29,115 +33,16 @@ them in words and figures only; this module writes them from that description. S
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
-from covidlens.models.blocks import FPRM, SCSE, DeformConv2d, make_attention
+from covidlens.models.blocks import FPRM, SCSE, BlockFactory, DeformConv2d, Down, DoubleConv, ResDoubleConv, Up
+from covidlens.models.blocks import make_attention
 from covidlens.models.registry import register_model
 
-BlockFactory = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels, mid_channels)
 
-
-class DoubleConv(nn.Sequential):
-    """(3x3 conv -> BN -> ReLU) twice; ``mid_channels`` is the width between the two convolutions."""
-
-    def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None):
-        mid = mid_channels or out_channels
-        super().__init__(
-            nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        )
-
-
-class ResDoubleConv(nn.Module):
-    """Residual double convolution: 3x3 conv-BN-ReLU, 3x3 conv-BN, optional attention on the residual
-    branch (as in SE-ResNet, seed Fig. 2.12), plus a shortcut (identity, or 1x1 conv-BN when the
-    channel count changes), then ReLU."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, mid_channels: int | None = None, attention: str = "none"
-    ):
-        super().__init__()
-        mid = mid_channels or out_channels
-        self.body = nn.Sequential(
-            nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
-            nn.BatchNorm2d(mid),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(mid, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-        )
-        self.attention = make_attention(attention, out_channels)
-        if in_channels == out_channels:
-            self.shortcut = nn.Identity()
-        else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels)
-            )
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.attention(self.body(x)) + self.shortcut(x))
-
-
-def _double_conv(in_ch: int, out_ch: int, mid: int) -> nn.Module:
-    return DoubleConv(in_ch, out_ch, mid)
-
-
-class Down(nn.Sequential):
-    """2x2 max pooling (stride 2) followed by a double-convolution block."""
-
-    def __init__(self, in_channels: int, out_channels: int, block: BlockFactory = _double_conv):
-        super().__init__(nn.MaxPool2d(2), block(in_channels, out_channels, out_channels))
-
-
-def pad_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Zero-pad ``x`` (evenly, extra pixel at the bottom/right) to the spatial size of ``reference``."""
-    dy = reference.shape[-2] - x.shape[-2]
-    dx = reference.shape[-1] - x.shape[-1]
-    if dy == 0 and dx == 0:
-        return x
-    return F.pad(x, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
-
-
-class Up(nn.Module):
-    """Upsample by 2, zero-pad to the skip connection's size, concatenate ``[skip, upsampled]``,
-    double convolution.
-
-    ``in_channels`` is the channel count after concatenation. Transposed mode: the deeper map has
-    ``in_channels`` channels and a 2x2 stride-2 transposed convolution halves them to match the skip.
-    Bilinear mode: the deeper map already has ``in_channels // 2`` channels; the block's middle width
-    is ``in_channels // 2``.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, bilinear: bool = False, block: BlockFactory = _double_conv):
-        super().__init__()
-        if bilinear:
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-            self.conv = block(in_channels, out_channels, in_channels // 2)
-        else:
-            self.up = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
-            self.conv = block(in_channels, out_channels, out_channels)
-
-    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.conv(torch.cat([skip, pad_to(self.up(deep), skip)], dim=1))
-
-
-class OutConv(nn.Conv2d):
-    """1x1 convolution from the decoder's channels to one map per output (the seed's OutConv, for
-    segmentation; the classifiers here pool first and use an equivalent ``nn.Linear``)."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, kernel_size=1)
-
-
-class UNet(nn.Module):
+class UNetClassifier(nn.Module):
     """Seed 000's UNet (sections 2.3.3, Fig. 2.10) as a classifier.
 
     ``inc`` (DoubleConv) and four ``Down`` stages form the encoder (widths b, 2b, 4b, 8b, 16b for
@@ -153,7 +58,7 @@ class UNet(nn.Module):
         in_channels: int = 3,
         base_channels: int = 16,
         bilinear: bool = False,
-        block: BlockFactory = _double_conv,
+        block: BlockFactory = DoubleConv,
     ):
         super().__init__()
         b = base_channels
@@ -195,10 +100,10 @@ def _res_block(attention: str) -> BlockFactory:
     return build
 
 
-class ResUNet(UNet):
-    """UNet whose double convolutions are residual (:class:`ResDoubleConv`), optionally with an
-    attention block on every residual branch (``attention``: a :func:`make_attention` name), and
-    optionally with an :class:`FPRM` head that fuses the bottleneck and all four decoder levels
+class ResUNetClassifier(UNetClassifier):
+    """UNet classifier whose double convolutions are residual (:class:`ResDoubleConv`), optionally
+    with an attention block on every residual branch (``attention``: a :func:`make_attention` name),
+    and optionally with an :class:`FPRM` head that fuses the bottleneck and all four decoder levels
     before pooling and ``fc`` (``fprm=True``; the fused map is then the last convolutional feature
     map)."""
 
@@ -235,21 +140,15 @@ class DResBlock(nn.Module):
         self.body = nn.Sequential(
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
+            *Conv2dNormActivation(out_channels, out_channels, 3),
+            *Conv2dNormActivation(out_channels, out_channels, 3),
         )
         self.attention = make_attention(attention, out_channels)
-        self.project = nn.Sequential(nn.Conv2d(out_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
+        self.project = Conv2dNormActivation(out_channels, out_channels, 1, activation_layer=None)
         if in_channels == out_channels and stride == 1:
             self.shortcut = nn.Identity()
         else:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
-            )
+            self.shortcut = Conv2dNormActivation(in_channels, out_channels, 1, stride=stride, activation_layer=None)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -262,7 +161,7 @@ class _SCSEDoubleConv(nn.Sequential):
         super().__init__(DoubleConv(in_ch, out_ch, mid), SCSE(out_ch))
 
 
-class DResUNet(nn.Module):
+class DResUNetClassifier(nn.Module):
     """Seed 000's DResUNet (section 3.1, Figs. 3.1-3.4), its best model (85.54 % accuracy).
 
     Encoder (``b = base_channels``):
@@ -302,12 +201,7 @@ class DResUNet(nn.Module):
         super().__init__()
         b = base_channels
         factor = 2 if bilinear else 1
-        self.x1 = nn.Sequential(
-            nn.Conv2d(in_channels, b, 3, padding=1, bias=False),
-            nn.BatchNorm2d(b),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(2),
-        )
+        self.x1 = nn.Sequential(*Conv2dNormActivation(in_channels, b, 3), nn.MaxPool2d(2))
         self.x2 = DResBlock(b, 2 * b, stride=1)
         self.x3 = DResBlock(2 * b, 4 * b, stride=2)
         self.x4 = DResBlock(4 * b, 8 * b, stride=2)
@@ -341,79 +235,120 @@ class DResUNet(nn.Module):
         return self.classifier(fused.mean(dim=(2, 3)))
 
 
-def _width(base_channels: int | None, full_width: bool) -> int:
-    if full_width:
-        return 64
-    return 16 if base_channels is None else int(base_channels)
+def _width(base_channels: int, full_width: bool) -> int:
+    """``full_width=True`` is the seed's size (64), whatever ``base_channels`` says."""
+    return 64 if full_width else int(base_channels)
 
 
 _SEED000 = dict(input_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), tags=("seed000",))
 
 
-def _entry(name: str, cls: type, description: str, target_layer: str, doc: str, **defaults) -> None:
-    """Register one member of the family: ``base_channels`` (default 16) or ``full_width`` (64) sets
-    the width, ``defaults`` are the variant's own constructor arguments (overridable)."""
-
-    def build(
-        num_classes: int = 1, pretrained: bool = False, base_channels: int | None = None, full_width: bool = False, **kwargs
-    ) -> nn.Module:
-        return cls(num_classes=num_classes, base_channels=_width(base_channels, full_width), **{**defaults, **kwargs})
-
-    build.__doc__ = doc
-    register_model(name, description=description, target_layer=target_layer, **_SEED000)(build)
-
-
-_entry(
-    "unet",
-    UNet,
-    "seed 000 UNet as a classifier (base 16 = 1.9 M; full_width=True: 31.0 M), from scratch",
-    "up4",
-    "Seed 000's UNet with a global-average-pool + linear head over the last decoder map.",
+@register_model(
+    "unet_classifier",
+    description="seed 000 UNet as a classifier (base 16 = 1.9 M; full_width=True: 31.0 M), from scratch",
+    target_layer="up4",
+    **_SEED000,
 )
-_entry(
-    "resunet",
-    ResUNet,
-    "seed 000 ResUNet: UNet with residual double-conv blocks, no attention, from scratch",
-    "up4",
+def unet_classifier(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    in_channels: int = 3,
+    base_channels: int = 16,
+    full_width: bool = False,
+    bilinear: bool = False,
+) -> UNetClassifier:
+    """Seed 000's UNet with a global-average-pool + linear head over the last decoder map."""
+    return UNetClassifier(num_classes, in_channels, _width(base_channels, full_width), bilinear)
+
+
+def _resunet(num_classes, in_channels, base_channels, full_width, bilinear, attention, fprm) -> ResUNetClassifier:
+    return ResUNetClassifier(num_classes, in_channels, _width(base_channels, full_width), bilinear, attention, fprm)
+
+
+@register_model(
+    "resunet_classifier",
+    description="seed 000 ResUNet: UNet with residual double-conv blocks, no attention, from scratch",
+    target_layer="up4",
+    **_SEED000,
+)
+def resunet_classifier(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    in_channels: int = 3,
+    base_channels: int = 16,
+    full_width: bool = False,
+    bilinear: bool = False,
+    attention: str = "none",
+    fprm: bool = False,
+) -> ResUNetClassifier:
     """Table 5.1 lists ResUNet beside the three ScseResUNet variants (the seed's
     ``ScseResUNet_model_list`` holds ECSA, FPRM and DResUNet), so the plain ResUNet has no attention;
-    ``attention="scse"`` gives the ScseResUNet trunk the variants share.""",
-    attention="none",
+    ``attention="scse"`` gives the ScseResUNet trunk the variants share."""
+    return _resunet(num_classes, in_channels, base_channels, full_width, bilinear, attention, fprm)
+
+
+@register_model(
+    "resunet_ecsa_classifier",
+    description="seed 000 ResUNet-ECSA: residual UNet with ECAsE attention in every block, from scratch",
+    target_layer="up4",
+    **_SEED000,
 )
-_entry(
-    "resunet_ecsa",
-    ResUNet,
-    "seed 000 ResUNet-ECSA: residual UNet with ECAsE attention in every block, from scratch",
-    "up4",
-    "ScseResUNet with its scSE blocks replaced by ECAsE (ECA with max+avg pooling, plus sSE).",
-    attention="ecase",
+def resunet_ecsa_classifier(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    in_channels: int = 3,
+    base_channels: int = 16,
+    full_width: bool = False,
+    bilinear: bool = False,
+    attention: str = "ecase",
+    fprm: bool = False,
+) -> ResUNetClassifier:
+    """ScseResUNet with its scSE blocks replaced by ECAsE (ECA with max+avg pooling, plus sSE)."""
+    return _resunet(num_classes, in_channels, base_channels, full_width, bilinear, attention, fprm)
+
+
+@register_model(
+    "resunet_fprm_classifier",
+    description="seed 000 ResUNet-FPRM: ScseResUNet + feature pyramid refinement head, from scratch",
+    target_layer="fprm",
+    **_SEED000,
 )
-_entry(
-    "resunet_fprm",
-    ResUNet,
-    "seed 000 ResUNet-FPRM: ScseResUNet + feature pyramid refinement head, from scratch",
-    "fprm",
-    "ScseResUNet whose bottleneck and four decoder levels are fused by FPRM before the head.",
-    attention="scse",
-    fprm=True,
+def resunet_fprm_classifier(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    in_channels: int = 3,
+    base_channels: int = 16,
+    full_width: bool = False,
+    bilinear: bool = False,
+    attention: str = "scse",
+) -> ResUNetClassifier:
+    """ScseResUNet whose bottleneck and four decoder levels are fused by FPRM before the head."""
+    return _resunet(num_classes, in_channels, base_channels, full_width, bilinear, attention, fprm=True)
+
+
+@register_model(
+    "dresunet_classifier",
+    description="seed 000 DResUNet: deformable residual encoder, ECAsE, scSE decoder, FPRM head, from scratch",
+    target_layer="head_conv",
+    **_SEED000,
 )
-_entry(
-    "dresunet",
-    DResUNet,
-    "seed 000 DResUNet: deformable residual encoder, ECAsE, scSE decoder, FPRM head, from scratch",
-    "head_conv",
-    "Seed 000's best model: deformable residual encoder, ECAsE, scSE decoder and an FPRM head.",
-)
+def dresunet_classifier(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    in_channels: int = 3,
+    base_channels: int = 16,
+    full_width: bool = False,
+    bilinear: bool = False,
+    hidden: int = 128,
+    dropout: float = 0.5,
+) -> DResUNetClassifier:
+    """Seed 000's best model: deformable residual encoder, ECAsE, scSE decoder and an FPRM head."""
+    return DResUNetClassifier(num_classes, in_channels, _width(base_channels, full_width), bilinear, hidden, dropout)
 
 
 __all__ = [
-    "DoubleConv",
-    "ResDoubleConv",
-    "Down",
-    "Up",
-    "OutConv",
-    "UNet",
-    "ResUNet",
+    "UNetClassifier",
+    "ResUNetClassifier",
     "DResBlock",
-    "DResUNet",
+    "DResUNetClassifier",
 ]

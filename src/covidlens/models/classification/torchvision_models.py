@@ -3,6 +3,10 @@
 ImageNet weights come from torchvision's published files. They are read from the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``) when present and downloaded (hash-checked) otherwise; loading uses
 ``weights_only=True``. Offline users get a sentence saying which file to place where.
+
+The builders take no options besides ``num_classes`` and ``pretrained``: torchvision's constructor
+options either break the ImageNet weights (``width_mult``) or are not plain values that a checkpoint's
+JSON could record (``norm_layer``, ``block``).
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ def _torchvision_builder(
     weights: torchvision.models.WeightsEnum,
     replace_head: Callable[[nn.Module, int], None],
 ) -> Callable[..., nn.Module]:
-    def build(num_classes: int = 1, pretrained: bool = False, **kwargs) -> nn.Module:
-        model = factory(weights=None, **kwargs)
+    def build(num_classes: int = 1, pretrained: bool = False) -> nn.Module:
+        model = factory(weights=None)
         if pretrained:
             model.load_state_dict(_imagenet_state_dict(weights))
         replace_head(model, num_classes)

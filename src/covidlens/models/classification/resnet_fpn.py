@@ -6,9 +6,9 @@ ResNet", sections 2.2-2.4) improves ResNet50 in two ways and gives only words an
 * **Feature pyramid** (2.2): "conv2_3, conv3_4, conv4_6, conv5_3 in ResNet50 are used to rebuild
   FPN". Those are the outputs of the last block of each stage, i.e. torchvision's ``layer1`` to
   ``layer4`` (256, 512, 1024, 2048 channels at strides 4, 8, 16, 32). We build the standard FPN
-  (Lin et al. 2017): 1x1 lateral convolutions to ``fpn_channels`` (256), a top-down pathway
-  (nearest-neighbour upsampling to the exact finer size, then addition) and a 3x3 convolution on
-  each merged level (P2-P5).
+  (Lin et al. 2017) with ``torchvision.ops.FeaturePyramidNetwork``: 1x1 lateral convolutions to
+  ``fpn_channels`` (256), a top-down pathway (nearest-neighbour upsampling to the exact finer size,
+  then addition) and a 3x3 convolution on each merged level (P2-P5).
 * **Attention** (2.3): a module that computes "the correlation between different pixels" so that
   the next block sees "long-distance" dependencies, added "before the residual block output" in
   "the last residual block of conv3, conv4, and conv5", keeping the block's input and output sizes.
@@ -30,14 +30,16 @@ at the start of training. The pyramid, attention and head are trained from scrat
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck
+from torchvision.ops import Conv2dNormActivation, FeaturePyramidNetwork
 
-from covidlens.models import torchvision_models as _tv
+from covidlens.models.classification import torchvision_models as _tv
 from covidlens.models.registry import register_model
 
 _WEIGHTS = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
@@ -64,7 +66,7 @@ class NonLocal2d(nn.Module):
         self.phi = nn.Conv2d(channels, inner, 1)
         self.g = nn.Conv2d(channels, inner, 1)
         self.pool = nn.MaxPool2d(2) if sub_sample else nn.Identity()
-        self.out = nn.Sequential(nn.Conv2d(inner, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.out = Conv2dNormActivation(inner, channels, 1, activation_layer=None)
         nn.init.zeros_(self.out[1].weight)
 
     def _keys(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -109,26 +111,41 @@ class AttentionBottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class FPN(nn.Module):
-    """Top-down feature pyramid (lateral 1x1, nearest upsample + add, 3x3 output conv per level).
+class FPN(FeaturePyramidNetwork):
+    """torchvision's feature pyramid (lateral 1x1, nearest upsample to the finer size + add, 3x3
+    output convolution per level), which is the standard FPN the seed asks for.
 
-    Takes the stage outputs finest first (C2..C5) and returns P2..P5 in the same order.
+    Before covidlens used torchvision's, its own pyramid stored the lateral convolutions as
+    ``lateral.<i>`` and the output convolutions as ``output.<i>``; :meth:`_load_from_state_dict`
+    renames those keys (:func:`current_fpn_key`), so weights saved before load strictly (the two
+    pyramids compute the same function).
     """
 
-    def __init__(self, in_channels: tuple[int, ...], out_channels: int = 256):
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, out_channels, 1) for c in in_channels)
-        self.output = nn.ModuleList(nn.Conv2d(out_channels, out_channels, 3, padding=1) for _ in in_channels)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            current = prefix + current_fpn_key(key[len(prefix) :])
+            if current != key:
+                state_dict[current] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
-        merged: list[torch.Tensor] = [None] * len(features)  # type: ignore[list-item]
-        top = None
-        for i in range(len(features) - 1, -1, -1):
-            level = self.lateral[i](features[i])
-            if top is not None:
-                level = level + F.interpolate(top, size=level.shape[-2:], mode="nearest")
-            merged[i] = top = level
-        return [conv(level) for conv, level in zip(self.output, merged)]
+
+_OLD_FPN_NAMES = {"lateral": "inner_blocks", "output": "layer_blocks"}
+
+
+def current_fpn_key(key: str) -> str:
+    """Today's name, inside the pyramid, of a key of covidlens's earlier FPN:
+    ``lateral.<i>.<param>`` -> ``inner_blocks.<i>.0.<param>``, ``output.<i>.<param>`` ->
+    ``layer_blocks.<i>.0.<param>``; any other key is returned unchanged."""
+    old, _, rest = key.partition(".")
+    if old not in _OLD_FPN_NAMES:
+        return key
+    index, _, param = rest.partition(".")
+    return f"{_OLD_FPN_NAMES[old]}.{index}.0.{param}"
+
+
+def _current_key(key: str) -> str:
+    """Model-level key map for checkpoints of ``resnet50_fpn_attention`` saved before the FPN change."""
+    return "fpn." + current_fpn_key(key[len("fpn.") :]) if key.startswith("fpn.") else key
 
 
 class ResNet50FPNAttention(nn.Module):
@@ -159,12 +176,8 @@ class ResNet50FPNAttention(nn.Module):
             channels = last.conv3.out_channels
             layer[-1] = AttentionBottleneck(last, NonLocal2d(channels, attention_reduction, attention_sub_sample))
         stage_channels = (256, 512, 1024, 2048)
-        self.fpn = FPN(stage_channels, fpn_channels)
-        self.fuse = nn.Sequential(
-            nn.Conv2d(fpn_channels * len(stage_channels), fpn_channels, 1, bias=False),
-            nn.BatchNorm2d(fpn_channels),
-            nn.ReLU(inplace=True),
-        )
+        self.fpn = FPN(list(stage_channels), fpn_channels)
+        self.fuse = Conv2dNormActivation(fpn_channels * len(stage_channels), fpn_channels, 1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(fpn_channels, num_classes)
 
@@ -175,7 +188,7 @@ class ResNet50FPNAttention(nn.Module):
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
-        return self.fpn([c2, c3, c4, c5])
+        return list(self.fpn(OrderedDict(c2=c2, c3=c3, c4=c4, c5=c5)).values())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pyramid = self.forward_pyramid(x)
@@ -194,6 +207,16 @@ class ResNet50FPNAttention(nn.Module):
     target_layer="fuse",
     pretrained_source=f"torchvision:{_WEIGHTS}",
     tags=("seed003",),
+    legacy_key=_current_key,
 )
-def resnet50_fpn_attention(num_classes: int = 1, pretrained: bool = False, **kwargs) -> ResNet50FPNAttention:
-    return ResNet50FPNAttention(num_classes=num_classes, pretrained=pretrained, **kwargs)
+def resnet50_fpn_attention(
+    num_classes: int = 1,
+    pretrained: bool = False,
+    fpn_channels: int = 256,
+    dropout: float = 0.2,
+    attention_reduction: int = 2,
+    attention_sub_sample: bool = False,
+) -> ResNet50FPNAttention:
+    return ResNet50FPNAttention(
+        num_classes, pretrained, fpn_channels, dropout, attention_reduction, attention_sub_sample
+    )
