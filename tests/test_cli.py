@@ -28,7 +28,7 @@ def test_predict_writes_table_csv_and_json(tiny_run, covid_ct, tmp_path, capsys)
     assert "P(COVID)" in capsys.readouterr().out
     rows = json.loads(out_json.read_text())
     assert len(rows) == 2 and all(0 <= r["probability"] <= 1 for r in rows)
-    assert out_csv.read_text().splitlines()[0].startswith("path,probability,label,threshold")
+    assert out_csv.read_text().splitlines()[0] == "path,label,probability,threshold,error,p_NonCOVID,p_COVID"
 
 
 def test_evaluate_writes_a_report(tiny_run, data_root, tmp_path, capsys):
@@ -88,7 +88,7 @@ def test_evaluate_on_a_users_folder_without_validation_split(tiny_run, covid_ct,
                  "--tta", "--bootstrap", "20"])  # TTA unlike training: the stored threshold no longer applies
     assert code == 0
     out = capsys.readouterr().out
-    assert "4 images, 2 positive" in out and "threshold_0.5" in out and "sensitivity_" not in out
+    assert "4 images (2 NonCOVID, 2 COVID)" in out and "threshold_0.5" in out and "sensitivity_" not in out
 
 
 def test_train_flags_are_taken_literally_not_as_yaml(data_root, tmp_path):

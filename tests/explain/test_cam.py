@@ -64,7 +64,8 @@ def square_ckpt():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1
-    info = ModelInfo(model="test_square_net", classes=["plain", "square"], input_size=32, mean=[0.5] * 3, std=[0.5] * 3)
+    info = ModelInfo(model="test_square_net", classes=["plain", "square"], positive_class="square", input_size=32,
+                     mean=[0.5] * 3, std=[0.5] * 3)
     return Checkpoint(model.eval(), info, None)
 
 
@@ -79,6 +80,22 @@ def test_map_peaks_in_the_square_that_decides_the_class(square_ckpt, method):
         r, c = np.unravel_index(np.argmax(e.heat), e.heat.shape)
         hits += (box[0] - 2 <= r < box[0] + 8) and (box[1] - 2 <= c < box[1] + 8)
     assert hits >= 5  # of 6
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_map_peak_moves_when_the_cue_moves(square_ckpt, method):
+    """The same noise with the square in two places (row and column swapped, so a transposed or
+    mirrored map fails): the peak follows the square."""
+    noise = np.random.default_rng(3).normal(0.3, 0.1, (32, 32)).clip(0, 1)
+    peaks = []
+    for r, c in ((3, 21), (21, 3)):
+        img = noise.copy()
+        img[r : r + 6, c : c + 6] = 1.0
+        heat = explain_image(square_ckpt, Image.fromarray((img * 255).astype(np.uint8)), method).heat
+        pr, pc = np.unravel_index(np.argmax(heat), heat.shape)
+        assert r - 2 <= pr < r + 8 and c - 2 <= pc < c + 8, (method, (r, c), (pr, pc))
+        peaks.append((pr, pc))
+    assert peaks[0] != peaks[1]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -126,7 +143,8 @@ def test_explain_cli_writes_panels_gallery_and_npy(tiny_run, covid_ct, tmp_path,
         (folder / name).write_bytes((covid_ct / "CT_NonCOVID" / name).read_bytes())
     (folder / "broken.png").write_text("no image")
     out = tmp_path / "out"
-    assert main(["explain", "--checkpoint", str(tiny_run / "model"), "--method", "gradcam++", "--npy", "--out", str(out), str(folder)]) == 0
+    # One unreadable file: the good panels are written, and the exit status says the batch was not whole.
+    assert main(["explain", "--checkpoint", str(tiny_run / "model"), "--method", "gradcam++", "--npy", "--out", str(out), str(folder)]) == 1
     assert sorted(p.name for p in out.glob("*.png")) == ["102_gradcampp.png", "11%0_gradcampp.png"]
     heat = np.load(out / "102_gradcampp.npy")
     assert heat.shape == Image.open(folder / "102.png").size[::-1]

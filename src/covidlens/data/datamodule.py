@@ -6,14 +6,14 @@ from typing import Callable
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from covidlens.data.datasets import Sample, SampleTable
-from covidlens.data.io import read_image
 
 
 class ImageDataset(Dataset):
-    """Samples read once through :func:`read_image` and kept in memory as small grey images.
+    """Samples read once (:meth:`Sample.image`) and kept in memory as small grey images.
 
     The sets covidlens trains on hold hundreds to a few thousand slices of at most 512 px, so
     caching decoded images costs little memory and saves decoding every epoch.
@@ -29,9 +29,10 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int):
         sample = self.samples[index]
-        image = self.cache.get(sample.path)
+        key = (sample.path, sample.slice_index)
+        image = self.cache.get(key)
         if image is None:
-            image = self.cache[sample.path] = read_image(sample.path)
+            image = self.cache[key] = sample.image()
         return self.transform(image), torch.tensor(sample.label)
 
 
@@ -69,7 +70,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self._cache: dict = {}
 
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
-        samples = self.table.split(split)
+        # Images without a label (label -1) can neither be learned from nor scored.
+        samples = [s for s in self.table.split(split) if s.label >= 0]
         if train:
             samples = limit_per_class(samples, self.limit)
         transform = self.train_transform if train else self.eval_transform
@@ -77,10 +79,16 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split, train)
+        # Lightning's default evaluation sampler under DDP pads the shards with repeated images; scoring
+        # each image exactly once keeps the validation AUC of N processes equal to that of one.
+        sampler = None
+        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=train,
+            sampler=sampler,
             # A last batch of one image would break BatchNorm's batch statistics.
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,

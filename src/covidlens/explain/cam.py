@@ -19,7 +19,7 @@ from torch import nn
 
 from covidlens.checkpoint import Checkpoint
 from covidlens.errors import CovidlensError
-from covidlens.inference import eval_transform
+from covidlens.inference import batch_probabilities, decide, eval_transform
 
 METHODS = ("gradcam", "gradcam++", "cam")
 
@@ -46,33 +46,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     )
 
 
-class _SignedLogit:
-    """Explain a single-logit binary model: the logit for the positive class, its negation for the other."""
-
-    def __init__(self, sign: float):
-        self.sign = sign
-
-    def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        return self.sign * (output[0] if output.dim() == 1 else output[:, 0])
-
-
-class _ClassLogit:
-    def __init__(self, index: int):
-        self.index = index
-
-    def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        return output[self.index] if output.dim() == 1 else output[:, self.index]
-
-
-def _class_probabilities(logits: torch.Tensor) -> np.ndarray:
-    """Per-class probabilities [P(class 0), P(class 1), ...] for one image."""
-    if logits.shape[1] == 1:
-        p = torch.sigmoid(logits[0, 0]).item()
-        return np.array([1 - p, p])
-    return torch.softmax(logits[0], 0).numpy()
-
-
 def _classic_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, class_index: int, binary: bool) -> np.ndarray:
+    """For a single-logit model, ``class_index`` 1 explains the logit and 0 its negation."""
     store = {}
     handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o.detach()))
     try:
@@ -103,7 +78,8 @@ def heat_map(
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Map for one input tensor (1 x C x H x W), resized once to ``size`` (default H x W) and scaled
-    to [0, 1]."""
+    to [0, 1]. ``binary`` marks a single-logit model, whose ``class_index`` is 1 for its logit's class
+    and 0 for the other."""
     if method not in METHODS:
         raise CovidlensError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     layer = resolve_layer(model, layer_name)
@@ -112,8 +88,10 @@ def heat_map(
         raw = _classic_cam(model, layer, x, class_index, binary)
     else:
         from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+        from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
-        target = _SignedLogit(1.0 if class_index == 1 else -1.0) if binary else _ClassLogit(class_index)
+        # A single-logit model: category 1 explains the logit (the positive class), 0 its negation.
+        target = BinaryClassifierOutputTarget(class_index) if binary else ClassifierOutputTarget(class_index)
         cls = GradCAM if method == "gradcam" else GradCAMPlusPlus
         with cls(model=model, target_layers=[layer]) as cam:
             raw = cam(input_tensor=x, targets=[target])[0]
@@ -153,13 +131,15 @@ def explain_image(
     from covidlens.models import get_model_spec
 
     info = ckpt.info
+    classes = info.classes
     layer_name = target_layer or get_model_spec(info.model).target_layer
     x = eval_transform(info)(image)[None]
-    with torch.no_grad():
-        probs = _class_probabilities(ckpt.model.eval()(x))
-    predicted = int(np.argmax(probs))
+    probs = batch_probabilities(ckpt.model, x, info)[0].numpy()
+    predicted = classes.index(decide(probs, info, info.threshold))
     index = predicted if target_class is None else resolve_class(info, target_class)
-    heat = heat_map(ckpt.model, x, method, layer_name, index, info.num_outputs == 1, (image.height, image.width))
+    binary = info.num_outputs == 1
+    logit_index = int(index == info.positive_index) if binary else index
+    heat = heat_map(ckpt.model, x, method, layer_name, logit_index, binary, (image.height, image.width))
     return Explanation(
         heat=heat,
         image=image,

@@ -27,6 +27,11 @@ class DataConfig:
     num_workers: int = 0
     #: Use only this many training images per class (quick tests); ``null`` uses all.
     limit_per_class: int | None = None
+    #: The class whose probability is the score and whose sensitivity the operating point targets;
+    #: ``null`` takes the data set's (COVID-CT: ``COVID``). Two-class data needs one.
+    positive_class: str | None = None
+    #: ``ct`` or ``cxr``, recorded in the checkpoint; ``null`` takes the data set's.
+    modality: str | None = None
 
 
 @dataclass
@@ -197,6 +202,7 @@ _CHOICES = {
     "optim.scheduler": ("cosine", "cosine_restarts", "constant"),
     "augment.mixing": ("none", "mixup", "cutmix", "mosaic"),
     "eval.monitor": ("val_auc", "val_loss", "val_acc"),
+    "data.modality": (None, "ct", "cxr"),
 }
 
 
@@ -206,13 +212,15 @@ def _check_choices(config: TrainConfig) -> None:
         section, key = dotted.split(".")
         value = getattr(getattr(config, section), key)
         if value not in allowed:
-            raise CovidlensError(f"config key {dotted} is {value!r}; choose one of {', '.join(allowed)}.")
+            raise CovidlensError(f"config key {dotted} is {value!r}; choose one of {', '.join(str(a) for a in allowed if a)}.")
     o = config.optim
     if o.epochs < 1 or o.batch_size < 1 or o.lr <= 0:
         raise CovidlensError("optim.epochs and optim.batch_size must be at least 1 and optim.lr above 0.")
     a = config.augment
     if not 0.0 <= a.mixing_prob <= 1.0 or not 0.0 <= a.hflip <= 1.0 or not 0.0 < a.crop_scale <= 1.0:
         raise CovidlensError("augment.mixing_prob and augment.hflip must lie in [0, 1], augment.crop_scale in (0, 1].")
+    if a.mixing_alpha <= 0:
+        raise CovidlensError("augment.mixing_alpha is the Beta parameter of MixUp and CutMix and must be above 0.")
     if not 0.0 < config.eval.target_sensitivity <= 1.0 or not 0.0 <= o.label_smoothing < 1.0:
         raise CovidlensError("eval.target_sensitivity must lie in (0, 1] and optim.label_smoothing in [0, 1).")
     if (config.model.input_size is not None and config.model.input_size < 16) or config.data.num_workers < 0:

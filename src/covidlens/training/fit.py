@@ -26,7 +26,7 @@ from covidlens.data.mixing import MixingCollate
 from covidlens.data.transforms import EvalPreset, TrainPreset
 from covidlens.errors import CovidlensError
 from covidlens.evaluation.metrics import threshold_for_sensitivity
-from covidlens.inference import predict_arrays
+from covidlens.inference import class_probabilities
 from covidlens.models import get_model_spec
 from covidlens.training.config import TrainConfig, save_config
 from covidlens.training.module import ClassifierModule
@@ -46,10 +46,52 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*predict_dataloader.*")
 
 
+class EpochLine(L.Callback):
+    """One line per epoch on the main process (loss, validation metrics, seconds), so that a run
+    without a progress bar (``make demo``, a log file) is never silent for minutes."""
+
+    def __init__(self):
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer, module):
+        self._started = time.time()
+
+    def on_train_epoch_end(self, trainer, module):
+        if not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        shown = "  ".join(
+            f"{key} {float(metrics[key]):.3f}" for key in ("train_loss", "val_loss", "val_auc", "val_acc") if key in metrics
+        )
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  {time.time() - self._started:.0f} s",
+              flush=True)
+
+
+def resolve_positive_class(config: TrainConfig, table) -> str | None:
+    """The positive class is named by the config or the data set, never taken from a position.
+
+    A two-class task needs one (its single logit is P(positive class)); a K-class task may have none.
+    """
+    chosen = config.data.positive_class or table.positive_class
+    if chosen is not None and chosen not in table.classes:
+        raise CovidlensError(
+            f"positive class {chosen!r} is not a class of {table.name!r} ({', '.join(table.classes)}); "
+            "set data.positive_class to one of them."
+        )
+    if chosen is None and len(table.classes) == 2:
+        raise CovidlensError(
+            f"data set {table.name!r} has two classes ({', '.join(table.classes)}) and none is named positive; "
+            "set data.positive_class (e.g. --set data.positive_class=" + table.classes[-1] + ")."
+        )
+    return chosen
+
+
 def build_datamodule(config: TrainConfig):
     spec = get_model_spec(config.model.name)
     size = config.model.input_size or spec.input_size
     table = load_dataset(config.data.dataset, config.data.root)
+    if table.task != "classification":
+        raise CovidlensError(f"data set {table.name!r} is a {table.task} set; a classifier trains on a classification set.")
     a = config.augment
     train_tf = TrainPreset(
         size, spec.mean, spec.std, 3, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
@@ -88,11 +130,12 @@ def train(
             f"run folder {run_dir} already exists; pass --resume to continue it or choose another --name."
         )
     dm, table, spec, size = build_datamodule(config)
+    positive = resolve_positive_class(config, table)
     num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Build the model and the trainer before creating the run folder: settings that cannot work
     # (offline pretrained weights, bad kwargs, no GPU) must not leave a folder that blocks the next try.
-    module = ClassifierModule(config.to_dict(), num_outputs)
+    module = ClassifierModule(config.to_dict(), num_outputs, table.classes.index(positive) if positive else None)
     monitor = config.eval.monitor
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
@@ -120,7 +163,7 @@ def train(
                 CSVLogger(run_dir, name="logs", version=""),
                 TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False),
             ],
-            callbacks=[checkpoint_cb, last_cb, LearningRateMonitor("epoch"), *(callbacks or [])],
+            callbacks=[checkpoint_cb, last_cb, LearningRateMonitor("epoch"), EpochLine(), *(callbacks or [])],
             log_every_n_steps=5,
             enable_progress_bar=progress,
             enable_model_summary=False,
@@ -139,31 +182,33 @@ def train(
     best = checkpoint_cb.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    export_model(module, config, table, spec, size, num_outputs, run_dir / MODEL_DIR, dm)
+    export_model(module, config, table, spec, size, num_outputs, positive, run_dir / MODEL_DIR, dm)
     return run_dir
 
 
-def export_model(module, config, table, spec, size, num_outputs, folder: Path, dm) -> Checkpoint:
+def export_model(module, config, table, spec, size, num_outputs, positive, folder: Path, dm) -> Checkpoint:
     """Save the network as safetensors with its description and the validation-chosen threshold."""
     model = module.model.cpu().eval()
     info = ModelInfo(
         model=config.model.name,
+        task="classification",
+        modality=config.data.modality or table.modality,
         classes=list(table.classes),
+        positive_class=positive,
         input_size=size,
         mean=list(spec.mean),
         std=list(spec.std),
         num_outputs=num_outputs,
-        positive_index=table.positive_index,
         model_kwargs=dict(config.model.kwargs),
         tta=config.eval.tta,
         dataset=config.data.dataset,
         target_sensitivity=config.eval.target_sensitivity,
     )
     ckpt = Checkpoint(model, info, folder)
-    if num_outputs == 1:
+    if positive is not None:
         val = dm.dataset("val").samples
-        prob = predict_arrays(ckpt, val, tta=config.eval.tta)
-        y = [int(s.label == table.positive_index) for s in val]
+        prob = class_probabilities(ckpt, val, tta=config.eval.tta)[:, info.positive_index]
+        y = [int(s.label == info.positive_index) for s in val]
         if any(y):  # a validation split without positives cannot set a sensitivity threshold
             info.sensitivity_threshold = threshold_for_sensitivity(y, prob, config.eval.target_sensitivity)
     save_checkpoint(model, info, folder)

@@ -5,23 +5,29 @@ from __future__ import annotations
 import math
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from torchmetrics import CatMetric, MeanMetric
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, MulticlassAccuracy, MulticlassAUROC
 
 from covidlens.models import create_model
 from covidlens.training.config import TrainConfig, _build
 
 
 class ClassifierModule(L.LightningModule):
-    """Binary (one logit, BCE) or multi-class (softmax, cross-entropy) image classification."""
+    """Binary (one logit, BCE on P(positive class)) or K-class (softmax, cross-entropy) classification.
 
-    def __init__(self, config: dict, num_outputs: int, pretrained: bool | None = None):
+    Validation metrics are torchmetrics objects: under DDP each process scores its shard and the
+    states are gathered before ``compute``, so the best epoch is chosen on the whole validation split.
+    """
+
+    def __init__(self, config: dict, num_outputs: int, positive_index: int | None = None, pretrained: bool | None = None):
         super().__init__()
         # Plain dicts and numbers only, so Lightning checkpoints load with weights_only=True.
-        self.save_hyperparameters({"config": config, "num_outputs": num_outputs})
+        self.save_hyperparameters({"config": config, "num_outputs": num_outputs, "positive_index": positive_index})
         self.config: TrainConfig = _build(TrainConfig, config, "")
+        if num_outputs == 1 and positive_index is None:
+            raise ValueError("a single-logit model needs the index of its positive class")
         m = self.config.model
         self.model = create_model(
             m.name,
@@ -30,7 +36,14 @@ class ClassifierModule(L.LightningModule):
             **m.kwargs,
         )
         self.num_outputs = num_outputs
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.positive_index = positive_index
+        if num_outputs == 1:
+            self.val_auc, self.val_acc = BinaryAUROC(), BinaryAccuracy()
+        else:
+            self.val_auc = MulticlassAUROC(num_classes=num_outputs, average="macro")
+            self.val_acc = MulticlassAccuracy(num_classes=num_outputs, average="micro")
+        self.val_loss = MeanMetric()
+        self.val_targets = CatMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -39,7 +52,7 @@ class ClassifierModule(L.LightningModule):
         """``target`` is class indices, or per-class weights (B x K) from the mixing collate."""
         smoothing = self.config.optim.label_smoothing
         if self.num_outputs == 1:
-            target = target.float() if target.dim() == 1 else target[:, 1]
+            target = (target == self.positive_index).float() if target.dim() == 1 else target[:, self.positive_index]
             if smoothing:
                 target = target * (1 - smoothing) + 0.5 * smoothing
             return F.binary_cross_entropy_with_logits(logits[:, 0], target)
@@ -56,32 +69,34 @@ class ClassifierModule(L.LightningModule):
         x, target = batch
         x = self._layout(x)
         loss = self.loss(self(x), target)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        x = self._layout(x)
-        logits = self(x)
-        self._val_outputs.append((logits.detach().float().cpu(), y.cpu()))
+        logits = self(self._layout(x)).float()
+        self.val_loss.update(self.loss(logits, y), weight=x.shape[0])
+        self.val_targets.update(y.float())
+        if self.num_outputs == 1:
+            positive = (y == self.positive_index).long()
+            prob = torch.sigmoid(logits[:, 0])
+            self.val_auc.update(prob, positive)
+            self.val_acc.update(prob, positive)
+        else:
+            probs = torch.softmax(logits, 1)
+            self.val_auc.update(probs, y)
+            self.val_acc.update(probs, y)
 
     def on_validation_epoch_end(self):
-        if not self._val_outputs:
-            return
-        logits = torch.cat([o[0] for o in self._val_outputs])
-        y = torch.cat([o[1] for o in self._val_outputs])
-        self._val_outputs.clear()
-        loss = self.loss(logits, y)
-        if self.num_outputs == 1:
-            prob = torch.sigmoid(logits[:, 0]).numpy()
-            pred = (prob >= 0.5).astype(int)
-            auc = roc_auc_score(y.numpy(), prob) if len(np.unique(y.numpy())) == 2 else float("nan")
-        else:
-            probs = torch.softmax(logits, 1).numpy()
-            pred = probs.argmax(1)
-            auc = roc_auc_score(y.numpy(), probs, multi_class="ovr") if len(np.unique(y.numpy())) > 1 else float("nan")
-        acc = float((pred == y.numpy()).mean())
-        self.log_dict({"val_loss": loss, "val_acc": acc, "val_auc": float(auc)}, prog_bar=True)
+        auc = self.val_auc.compute() if self._val_has_every_class() else torch.tensor(float("nan"))
+        self.log_dict({"val_loss": self.val_loss.compute(), "val_acc": self.val_acc.compute(), "val_auc": auc}, prog_bar=True)
+        for metric in (self.val_loss, self.val_acc, self.val_auc, self.val_targets):
+            metric.reset()
+
+    def _val_has_every_class(self) -> bool:
+        """AUROC of a split missing a class is undefined: log NaN, not torchmetrics' stand-in 0.
+        The targets are a synchronised metric, so every DDP process takes the same decision."""
+        return len(torch.unique(self.val_targets.compute())) == max(2, self.num_outputs)
 
     def configure_optimizers(self):
         o = self.config.optim

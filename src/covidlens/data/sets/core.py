@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -52,6 +53,35 @@ class Sample:
     slice_index: int | None = None
     rot90: int = 0
     meta: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    def image(self):
+        """The sample's 8-bit grey image in the usual view: the file, or its slice of a volume
+        (shown through :func:`covidlens.data.intensity.display_image`), turned by ``rot90``."""
+        import numpy as np
+        from PIL import Image
+
+        from covidlens.data.intensity import display_image
+        from covidlens.data.io import read_image
+
+        if self.slice_index is None:
+            image = read_image(self.path)
+        else:
+            volume = _cached_volume(str(self.path))
+            if not 0 <= self.slice_index < volume.pixels.shape[0]:
+                raise CovidlensError(f"{self.path} has {volume.pixels.shape[0]} slices; slice {self.slice_index} is not one of them.")
+            spacing = volume.spacing[1:] if volume.spacing else None
+            image = display_image(dataclasses.replace(volume, pixels=volume.pixels[self.slice_index], spacing=spacing))
+        if self.rot90 % 4:
+            image = Image.fromarray(np.ascontiguousarray(np.rot90(np.asarray(image), self.rot90)))
+        return image
+
+
+@functools.lru_cache(maxsize=3)
+def _cached_volume(path: str):
+    """Slices of one volume are read one after another: decode the volume once, not per slice."""
+    from covidlens.data.io import read_scan
+
+    return read_scan(path)
 
 
 @dataclass
