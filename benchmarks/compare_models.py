@@ -1,10 +1,11 @@
 """Benchmark: the models of seed 000's Table 5.1 (plus seed 003's ResNet50 pair) under one budget.
 
     python benchmarks/compare_models.py --config configs/compare_budget.yaml --out reports/compare \
-        [--models simple_cnn vgg unet resunet resunet_ecsa resunet_fprm dresunet resnet50 resnet50_fpn_attention]
+        [--models simple_cnn vgg unet_classifier resunet_classifier resunet_ecsa_classifier \
+                  resunet_fprm_classifier dresunet_classifier resnet50 resnet50_fpn_attention]
 
     # the mixing ablation: one model, same budget, no mixing vs mixup vs CutMix vs Mosaic
-    python benchmarks/compare_models.py --models resunet_fprm --mixing none mixup cutmix mosaic \
+    python benchmarks/compare_models.py --models resunet_fprm_classifier --mixing none mixup cutmix mosaic \
         --out reports/compare_mixing
 
 Each model is trained with the same budget config (only ``model.name`` and ``name`` change) on the
@@ -38,13 +39,22 @@ from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 from covidlens.checkpoint import load_checkpoint
 from covidlens.data.datasets import dataset_folder, load_dataset
-from covidlens.evaluation.evaluate import ensemble_probability, evaluate
+from covidlens.evaluation.evaluate import evaluate
+from covidlens.inference import predict_arrays
 from covidlens.evaluation.metrics import paired_bootstrap_difference
 from covidlens.evaluation.plots import plot_roc
 from covidlens.training.config import load_config
 from covidlens.training.fit import MODEL_DIR, run_folder, train
 
-TABLE_5_1 = ["simple_cnn", "vgg", "unet", "resunet", "resunet_ecsa", "resunet_fprm", "dresunet"]
+TABLE_5_1 = [
+    "simple_cnn",
+    "vgg",
+    "unet_classifier",
+    "resunet_classifier",
+    "resunet_ecsa_classifier",
+    "resunet_fprm_classifier",
+    "dresunet_classifier",
+]
 SEED_003 = ["resnet50", "resnet50_fpn_attention"]
 MIXING = ("none", "mixup", "cutmix", "mosaic")
 
@@ -160,7 +170,7 @@ def run_one(config, label: str, test, out: Path) -> dict:
         "cpu_images_per_s": images_per_second(ckpt.model, size, "cpu"),
         "gpu_images_per_s": images_per_second(ckpt.model, size, "cuda") if torch.cuda.is_available() else None,
         "test": result["operating_points"]["threshold_0.5"],
-        "prob": ensemble_probability([ckpt], test),
+        "prob": predict_arrays(ckpt, test),
     }
 
 

@@ -12,6 +12,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("COVIDLENS_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
+def pytest_sessionstart(session):
+    """Under CI a missing data folder is a broken set-up, not a reason to skip every real-data test."""
+    if os.environ.get("CI", "").lower() == "true" and not (SHARED_DATA / "ct" / "covid-ct").is_dir():
+        raise pytest.UsageError(
+            f"CI=true but the real data is not at {SHARED_DATA}; CI must run with ../shared/data beside the "
+            "repository (or COVIDLENS_TEST_DATA set)."
+        )
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (SHARED_DATA / "ct" / "covid-ct").is_dir():

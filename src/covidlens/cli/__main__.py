@@ -1,0 +1,3 @@
+from covidlens.cli import main
+
+raise SystemExit(main())

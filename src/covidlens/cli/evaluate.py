@@ -1,0 +1,33 @@
+"""``covidlens evaluate``: score checkpoints on a split with confidence intervals."""
+
+from __future__ import annotations
+
+import argparse
+
+from covidlens.cli.common import add_data_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score checkpoints on a split with confidence intervals")
+    p.add_argument("--checkpoint", action="append", required=True,
+                   help="checkpoint folder; repeat for an ensemble (mean probability)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
+    p.add_argument("--out", help="report folder (metrics.md/json, ROC, confusion matrices, predictions.csv)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="flip test-time augmentation (default: as trained)")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals (default 2000)")
+    add_data_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from covidlens.evaluation.evaluate import evaluate, format_table
+
+    result = evaluate(args.checkpoint, args.data, args.data_root, args.split, args.tta, args.out, args.bootstrap)
+    counts = ", ".join(f"{n} {c}" for c, n in result["class_counts"].items())
+    print(f"{result['dataset']} / {result['split']}: {result['n_images']} images ({counts}); "
+          f"intervals resample {result['bootstrap_resamples_what']}")
+    print(format_table(result))
+    if args.out:
+        print(f"report: {args.out}")
+    return 0
