@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from covidlens.cli import data, evaluate, explain, models, predict, train
+from covidlens.cli import data, evaluate, explain, models, predict, segment, train
 from covidlens.errors import CovidlensError
 
 #: Command groups in the order ``covidlens --help`` lists them.
-GROUPS = (train, evaluate, predict, explain, models, data)
+GROUPS = (train, evaluate, predict, explain, segment, models, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="covidlens",
-        description="Screen chest CT and X-ray images for COVID-19: train, evaluate, predict, explain.",
+        description="Screen chest CT and X-ray images for COVID-19: train, evaluate, predict, explain, segment lesions.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:

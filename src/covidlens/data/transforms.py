@@ -7,6 +7,7 @@ normalised ``in_channels x size x size`` tensor (the grey channel repeated for I
 from __future__ import annotations
 
 import torch
+from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
 
 from covidlens.data.mixing import GaussianNoise
@@ -70,3 +71,67 @@ class EvalPreset:
 
     def __call__(self, image):
         return self.transform(image)
+
+
+def _image_tail(in_channels: int, mean, std, noise_std: float = 0.0) -> T.Compose:
+    """Image-only end of the segmentation presets, the same steps as :class:`EvalPreset`'s end."""
+    steps = [T.ToDtype(torch.float32, scale=True), _ToChannels(in_channels), T.Normalize(mean, std)]
+    if noise_std > 0:
+        steps.append(GaussianNoise(noise_std))
+    return T.Compose(steps)
+
+
+def _pair(image, mask) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    return tv_tensors.Image(T.functional.pil_to_tensor(image)), tv_tensors.Mask(torch.as_tensor(mask, dtype=torch.int64))
+
+
+class SegmentationTrainPreset:
+    """Augmentation that moves a slice and its mask together (torchvision v2 with ``tv_tensors.Mask``).
+
+    The geometric steps (random resized crop, horizontal flip, optional affine) draw their random
+    parameters once per call and apply them to image and mask alike, the mask with nearest-neighbour
+    interpolation so it keeps class indices; brightness, contrast and noise change the image only.
+    Takes the grey ``PIL.Image`` and its ``H x W`` integer mask; gives an ``in_channels x size x size``
+    float tensor and a ``size x size`` int64 mask.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        in_channels: int = 3,
+        crop_scale: float = 0.5,
+        hflip: float = 0.5,
+        brightness: float = 0.2,
+        contrast: float = 0.2,
+        rotation: float = 0.0,
+        translate: float = 0.0,
+        noise_std: float = 0.0,
+    ):
+        steps = [T.RandomResizedCrop((size, size), scale=(crop_scale, 1.0), antialias=True)]
+        if hflip > 0:
+            steps.append(T.RandomHorizontalFlip(hflip))
+        if rotation > 0 or translate > 0:
+            steps.append(T.RandomAffine(degrees=rotation, translate=(translate, translate) if translate else None))
+        if brightness > 0 or contrast > 0:
+            steps.append(T.ColorJitter(brightness=brightness, contrast=contrast))  # v2 leaves a Mask untouched
+        self.joint = T.Compose(steps)
+        self.tail = _image_tail(in_channels, mean, std, noise_std)
+
+    def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.joint(*_pair(image, mask))
+        return self.tail(x.as_subclass(torch.Tensor)), y.as_subclass(torch.Tensor)
+
+
+class SegmentationEvalPreset:
+    """:class:`EvalPreset` for the image (whole slice resized, no crop) and a nearest-neighbour resize
+    of the mask to the same ``size x size``, for validation during training."""
+
+    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], in_channels: int = 3):
+        self.resize = T.Resize((size, size), antialias=True)
+        self.tail = _image_tail(in_channels, mean, std)
+
+    def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.resize(*_pair(image, mask))
+        return self.tail(x.as_subclass(torch.Tensor)), y.as_subclass(torch.Tensor)

@@ -25,13 +25,17 @@ class DataConfig:
     #: Data root holding the registered sets; ``null`` means ``$COVIDLENS_DATA``.
     root: str | None = None
     num_workers: int = 0
-    #: Use only this many training images per class (quick tests); ``null`` uses all.
+    #: Use only this many training images per class (quick tests; for a segmentation set, the first
+    #: this many training slices); ``null`` uses all.
     limit_per_class: int | None = None
     #: The class whose probability is the score and whose sensitivity the operating point targets;
     #: ``null`` takes the data set's (COVID-CT: ``COVID``). Two-class data needs one.
     positive_class: str | None = None
     #: ``ct`` or ``cxr``, recorded in the checkpoint; ``null`` takes the data set's.
     modality: str | None = None
+    #: Segmentation sets without a validation split (MedSeg): this many training slices (whole groups,
+    #: chosen by SHA-256 of seed and group, see ``carve_validation``) are held out to pick the best epoch.
+    val_slices: int = 10
 
 
 @dataclass
@@ -83,8 +87,20 @@ class EvalConfig:
     tta: bool = False
     #: Sensitivity the validation-chosen operating point must reach.
     target_sensitivity: float = 0.95
-    #: Which validation metric picks the best epoch: ``val_auc`` or ``val_loss``.
-    monitor: str = "val_auc"
+    #: Which validation metric picks the best epoch: ``val_auc``, ``val_acc`` or ``val_loss`` for a
+    #: classifier, ``val_dice`` or ``val_loss`` for a segmenter; ``null`` takes the task's own
+    #: (``val_auc``, ``val_dice``).
+    monitor: str | None = None
+
+
+@dataclass
+class SegmentConfig:
+    """Segmentation only (the task comes from the data set: ``data.dataset=medseg-infnet``)."""
+
+    #: MONAI loss on softmax outputs: ``dicece`` (Dice + cross-entropy), ``dice`` or ``ce``.
+    loss: str = "dicece"
+    #: Count the background class in the Dice loss (the validation Dice never counts it).
+    include_background: bool = False
 
 
 @dataclass
@@ -109,6 +125,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,7 +218,8 @@ _CHOICES = {
     "optim.optimizer": ("adam", "adamw"),
     "optim.scheduler": ("cosine", "cosine_restarts", "constant"),
     "augment.mixing": ("none", "mixup", "cutmix", "mosaic"),
-    "eval.monitor": ("val_auc", "val_loss", "val_acc"),
+    "eval.monitor": (None, "val_auc", "val_loss", "val_acc", "val_dice"),
+    "segment.loss": ("dicece", "dice", "ce"),
     "data.modality": (None, "ct", "cxr"),
 }
 
@@ -225,6 +243,8 @@ def _check_choices(config: TrainConfig) -> None:
         raise CovidlensError("eval.target_sensitivity must lie in (0, 1] and optim.label_smoothing in [0, 1).")
     if (config.model.input_size is not None and config.model.input_size < 16) or config.data.num_workers < 0:
         raise CovidlensError("model.input_size must be at least 16 pixels and data.num_workers at least 0.")
+    if config.data.val_slices < 1:
+        raise CovidlensError("data.val_slices must be at least 1: the best epoch is chosen on validation slices.")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

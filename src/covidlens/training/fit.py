@@ -1,5 +1,9 @@
 """``train``: one function that turns a :class:`TrainConfig` into a trained checkpoint folder.
 
+The data set's task decides what is trained: a classifier (:class:`ClassifierModule`) on a
+classification set, a segmenter (:class:`~covidlens.training.segmentation.SegmentationModule`) on a
+segmentation set such as ``medseg-infnet``; the loop, logs and export are shared.
+
 Lightning's Trainer owns the loop, devices (CPU, one or many GPUs, several nodes through DDP),
 precision, logging (TensorBoard and CSV) and the resumable ``last.ckpt``. At the end the best epoch on
 the validation split is exported as a safetensors checkpoint (see :mod:`covidlens.checkpoint`) together
@@ -30,6 +34,11 @@ from covidlens.inference import class_probabilities
 from covidlens.models import get_model_spec
 from covidlens.training.config import TrainConfig, save_config
 from covidlens.training.module import ClassifierModule
+from covidlens.training.segmentation import (
+    SegmentationModule,
+    build_segmentation_datamodule,
+    export_segmentation_model,
+)
 
 MODEL_DIR = "model"
 LAST_CKPT = "checkpoints/last.ckpt"
@@ -61,7 +70,8 @@ class EpochLine(L.Callback):
             return
         metrics = trainer.callback_metrics
         shown = "  ".join(
-            f"{key} {float(metrics[key]):.3f}" for key in ("train_loss", "val_loss", "val_auc", "val_acc") if key in metrics
+            f"{key} {float(metrics[key]):.3f}"
+            for key in ("train_loss", "val_loss", "val_auc", "val_acc", "val_dice") if key in metrics
         )
         print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}  {time.time() - self._started:.0f} s",
               flush=True)
@@ -86,10 +96,14 @@ def resolve_positive_class(config: TrainConfig, table) -> str | None:
     return chosen
 
 
-def build_datamodule(config: TrainConfig):
+def build_datamodule(config: TrainConfig, table=None):
     spec = get_model_spec(config.model.name)
     size = config.model.input_size or spec.input_size
-    table = load_dataset(config.data.dataset, config.data.root)
+    table = table if table is not None else load_dataset(config.data.dataset, config.data.root)
+    if spec.task != "classification":
+        raise CovidlensError(
+            f"model {config.model.name!r} is a {spec.task} model; data set {table.name!r} needs a classifier."
+        )
     if table.task != "classification":
         raise CovidlensError(f"data set {table.name!r} is a {table.task} set; a classifier trains on a classification set.")
     a = config.augment
@@ -113,8 +127,12 @@ def train(
     resume: bool = False,
     callbacks: list[L.Callback] | None = None,
     progress: bool = True,
+    task: str | None = None,
 ) -> Path:
     """Train, export the best validation epoch, and return the run folder.
+
+    The data set's task picks a classifier or a segmenter; ``task`` (when given) is the one the caller
+    expects, and a data set of another task is refused (``covidlens segment train`` on a classification set).
 
     A run folder that already holds a run is never overwritten: pass ``resume=True`` to continue it
     from ``checkpoints/last.ckpt``, or choose another ``name``.
@@ -129,14 +147,27 @@ def train(
         raise CovidlensError(
             f"run folder {run_dir} already exists; pass --resume to continue it or choose another --name."
         )
-    dm, table, spec, size = build_datamodule(config)
-    positive = resolve_positive_class(config, table)
-    num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
+    table = load_dataset(config.data.dataset, config.data.root)
+    if task is not None and table.task != task:
+        hint = "covidlens segment train" if table.task == "segmentation" else "covidlens train"
+        raise CovidlensError(f"data set {table.name!r} is a {table.task} set, not a {task} set; train it with '{hint}'.")
+    segmenting = table.task == "segmentation"
+    if segmenting:
+        dm, classes, spec, size = build_segmentation_datamodule(config, table)
+    else:
+        dm, table, spec, size = build_datamodule(config, table)
+        positive = resolve_positive_class(config, table)
+        num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Build the model and the trainer before creating the run folder: settings that cannot work
     # (offline pretrained weights, bad kwargs, no GPU) must not leave a folder that blocks the next try.
-    module = ClassifierModule(config.to_dict(), num_outputs, table.classes.index(positive) if positive else None)
-    monitor = config.eval.monitor
+    if segmenting:
+        module = SegmentationModule(config.to_dict(), len(classes))
+    else:
+        module = ClassifierModule(config.to_dict(), num_outputs, table.classes.index(positive) if positive else None)
+    monitor = config.eval.monitor or ("val_dice" if segmenting else "val_auc")
+    if not segmenting and monitor == "val_dice":
+        raise CovidlensError("eval.monitor val_dice is a segmentation metric; a classifier uses val_auc, val_acc or val_loss.")
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch:02d}",
@@ -182,7 +213,10 @@ def train(
     best = checkpoint_cb.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    export_model(module, config, table, spec, size, num_outputs, positive, run_dir / MODEL_DIR, dm)
+    if segmenting:
+        export_segmentation_model(module, config, table, spec, size, run_dir / MODEL_DIR)
+    else:
+        export_model(module, config, table, spec, size, num_outputs, positive, run_dir / MODEL_DIR, dm)
     return run_dir
 
 

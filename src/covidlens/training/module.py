@@ -14,7 +14,32 @@ from covidlens.models import create_model
 from covidlens.training.config import TrainConfig, _build
 
 
-class ClassifierModule(L.LightningModule):
+class TrainingModule(L.LightningModule):
+    """What every task's module shares: the optimiser and schedule of ``config.optim`` and the
+    channels-last memory layout. Subclasses set ``self.config`` and ``self.model``."""
+
+    config: TrainConfig
+
+    def on_fit_start(self):
+        if self.config.trainer.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.config.trainer.channels_last else x
+
+    def configure_optimizers(self):
+        o = self.config.optim
+        optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.optimizer)
+        if optimizer_cls is None:
+            raise ValueError(f"unknown optimizer {o.optimizer!r}; use adam or adamw")
+        optimizer = optimizer_cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
+        schedule = lr_schedule(o.scheduler, o.epochs, o.warmup_epochs, o.cosine_period, steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class ClassifierModule(TrainingModule):
     """Binary (one logit, BCE on P(positive class)) or K-class (softmax, cross-entropy) classification.
 
     Validation metrics are torchmetrics objects: under DDP each process scores its shard and the
@@ -58,13 +83,6 @@ class ClassifierModule(L.LightningModule):
             return F.binary_cross_entropy_with_logits(logits[:, 0], target)
         return F.cross_entropy(logits, target, label_smoothing=smoothing)
 
-    def on_fit_start(self):
-        if self.config.trainer.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.config.trainer.channels_last else x
-
     def training_step(self, batch, batch_idx):
         x, target = batch
         x = self._layout(x)
@@ -97,17 +115,6 @@ class ClassifierModule(L.LightningModule):
         """AUROC of a split missing a class is undefined: log NaN, not torchmetrics' stand-in 0.
         The targets are a synchronised metric, so every DDP process takes the same decision."""
         return len(torch.unique(self.val_targets.compute())) == max(2, self.num_outputs)
-
-    def configure_optimizers(self):
-        o = self.config.optim
-        optimizer_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}.get(o.optimizer)
-        if optimizer_cls is None:
-            raise ValueError(f"unknown optimizer {o.optimizer!r}; use adam or adamw")
-        optimizer = optimizer_cls(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        steps_per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.trainer.max_epochs)))
-        schedule = lr_schedule(o.scheduler, o.epochs, o.warmup_epochs, o.cosine_period, steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def lr_schedule(kind: str, epochs: int, warmup_epochs: int, period: int, steps_per_epoch: int):
