@@ -109,3 +109,27 @@ def test_unwritable_output_is_one_sentence(tiny_run, covid_ct, tmp_path, capsys)
                  str(covid_ct / "CT_NonCOVID" / "102.png")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("covidlens: error:") and len(err.splitlines()) == 1
+
+
+def _all_parsers(parser, prefix="covidlens"):
+    import argparse
+
+    yield prefix, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, f"{prefix} {name}")
+
+
+def test_every_option_of_every_subcommand_has_help_text():
+    from covidlens.cli import build_parser
+
+    names = [where for where, _ in _all_parsers(build_parser())]
+    assert {"covidlens train", "covidlens predict", "covidlens data list", "covidlens data download"} <= set(names)
+    missing = [
+        f"{where} {action.option_strings or action.dest}"
+        for where, parser in _all_parsers(build_parser())
+        for action in parser._actions
+        if action.dest != "help" and not action.help and not action.__class__.__name__.startswith("_SubParsers")
+    ]
+    assert not missing, missing
