@@ -31,7 +31,8 @@ import lightning as L
 import torch
 
 from covidlens.errors import CovidlensError
-from covidlens.evaluation.segmentation import evaluate_segmentation, json_safe
+from covidlens.evaluation.metrics import json_safe
+from covidlens.evaluation.segmentation import evaluate_segmentation
 from covidlens.models import get_model_spec, list_models
 from covidlens.training.config import load_config
 from covidlens.training.fit import MODEL_DIR, run_folder, train

@@ -28,6 +28,8 @@ _API = {
     "load_dataset": "covidlens.data.datasets",
     "list_datasets": "covidlens.data.datasets",
     "evaluate": "covidlens.evaluation.evaluate",
+    "segment_image": "covidlens.segmentation",
+    "segment_files": "covidlens.segmentation",
     "CovidlensError": "covidlens.errors",
 }
 

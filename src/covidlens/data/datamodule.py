@@ -53,6 +53,28 @@ def limit_per_class(samples: list[Sample], limit: int | None) -> list[Sample]:
     return kept
 
 
+def make_loader(dataset: Dataset, batch_size: int, train: bool, num_workers: int = 0, collate_fn=None) -> DataLoader:
+    """The loader of every task: shuffled training batches, and evaluation that scores each image once.
+
+    Lightning's default evaluation sampler under DDP pads the shards with repeated images; the
+    unrepeated sampler keeps the validation metric of N processes equal to that of one.
+    """
+    sampler = None
+    if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        sampler=sampler,
+        # A last batch of one image would break BatchNorm's batch statistics.
+        drop_last=train and len(dataset) > batch_size,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        collate_fn=collate_fn,
+    )
+
+
 class ClassificationDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -83,23 +105,8 @@ class ClassificationDataModule(L.LightningDataModule):
         return ImageDataset(samples, transform, self._cache)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.dataset(split, train)
-        # Lightning's default evaluation sampler under DDP pads the shards with repeated images; scoring
-        # each image exactly once keeps the validation AUC of N processes equal to that of one.
-        sampler = None
-        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            sampler=sampler,
-            # A last batch of one image would break BatchNorm's batch statistics.
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=self.train_collate if train else None,
-        )
+        return make_loader(self.dataset(split, train), self.batch_size, train, self.num_workers,
+                           self.train_collate if train else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -247,19 +254,7 @@ class SegmentationDataModule(L.LightningDataModule):
         return SegmentationDataset(self.splits[split], transform, self.num_classes, self._cache)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.dataset(split, train)
-        sampler = None
-        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            sampler=sampler,
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return make_loader(self.dataset(split, train), self.batch_size, train, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

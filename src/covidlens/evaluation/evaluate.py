@@ -27,6 +27,7 @@ from covidlens.evaluation.metrics import (
     binary_metrics,
     bootstrap_ci,
     confusion,
+    json_safe,
     multiclass_bootstrap_ci,
     multiclass_confusion,
     multiclass_metrics,
@@ -216,22 +217,11 @@ def _confusion_markdown(matrix, names: list[str]) -> list[str]:
     return lines + [""]
 
 
-def _json_safe(value):
-    """Undefined metrics (NaN) become JSON null, so that metrics.json is valid JSON."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def write_report(result: dict, samples, y, probs, out_dir: Path) -> None:
     from covidlens.evaluation.plots import plot_confusion, plot_roc, plot_roc_one_vs_rest
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(json_safe(result), indent=2) + "\n")
     classes = result["classes"]
     counts = ", ".join(f"{n} {c}" for c, n in result["class_counts"].items())
     text = [

@@ -358,3 +358,14 @@ def _percentile_interval(values, alpha: float) -> tuple[float, float]:
     if not len(values):
         return float("nan"), float("nan")
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+
+
+def json_safe(value):
+    """Undefined values (NaN) become JSON null, so that a metrics.json is valid JSON."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

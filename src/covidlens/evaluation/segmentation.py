@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 
 from covidlens.errors import CovidlensError
+from covidlens.evaluation.metrics import json_safe
 
 METRICS = ("dice", "iou", "sensitivity", "specificity")
 EMPTY_TRUTH = ("score", "skip")
@@ -260,17 +261,6 @@ def format_table(result: dict) -> str:
                 cells.append("n/a" if value != value else f"{value:.3f} [{lo:.3f}, {hi:.3f}]")
             rows.append(f"| {c} | {summary} over {'slices' if summary == 'mean' else 'pixels'} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def json_safe(value):
-    """Undefined values (NaN) become JSON null, so that metrics.json is valid JSON."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _write_report(result: dict, samples, counts: np.ndarray, per_slice: dict, out: Path) -> None:
