@@ -30,6 +30,7 @@ _API = {
     "evaluate": "covidlens.evaluation.evaluate",
     "segment_image": "covidlens.segmentation",
     "segment_files": "covidlens.segmentation",
+    "quantify_scan": "covidlens.measure.quantify",
     "CovidlensError": "covidlens.errors",
 }
 
