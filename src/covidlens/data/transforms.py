@@ -39,17 +39,8 @@ class TrainPreset:
         translate: float = 0.0,
         noise_std: float = 0.0,
     ):
-        steps = [T.PILToTensor(), T.RandomResizedCrop((size, size), scale=(crop_scale, 1.0), antialias=True)]
-        if hflip > 0:
-            steps.append(T.RandomHorizontalFlip(hflip))
-        if rotation > 0 or translate > 0:
-            steps.append(T.RandomAffine(degrees=rotation, translate=(translate, translate) if translate else None))
-        if brightness > 0 or contrast > 0:
-            steps.append(T.ColorJitter(brightness=brightness, contrast=contrast))
-        steps += [T.ToDtype(torch.float32, scale=True), _ToChannels(in_channels), T.Normalize(mean, std)]
-        if noise_std > 0:
-            steps.append(GaussianNoise(noise_std))
-        self.transform = T.Compose(steps)
+        augment = _augment_steps(size, crop_scale, hflip, brightness, contrast, rotation, translate)
+        self.transform = T.Compose([T.PILToTensor(), *augment, _image_tail(in_channels, mean, std, noise_std)])
 
     def __call__(self, image):
         return self.transform(image)
@@ -73,8 +64,20 @@ class EvalPreset:
         return self.transform(image)
 
 
+def _augment_steps(size, crop_scale, hflip, brightness, contrast, rotation, translate) -> list:
+    """Seed 000's augmentation steps, shared by the classification and segmentation presets."""
+    steps = [T.RandomResizedCrop((size, size), scale=(crop_scale, 1.0), antialias=True)]
+    if hflip > 0:
+        steps.append(T.RandomHorizontalFlip(hflip))
+    if rotation > 0 or translate > 0:
+        steps.append(T.RandomAffine(degrees=rotation, translate=(translate, translate) if translate else None))
+    if brightness > 0 or contrast > 0:
+        steps.append(T.ColorJitter(brightness=brightness, contrast=contrast))
+    return steps
+
+
 def _image_tail(in_channels: int, mean, std, noise_std: float = 0.0) -> T.Compose:
-    """Image-only end of the segmentation presets, the same steps as :class:`EvalPreset`'s end."""
+    """Image-only end of every preset: scale to [0, 1], channels, normalisation, optional noise."""
     steps = [T.ToDtype(torch.float32, scale=True), _ToChannels(in_channels), T.Normalize(mean, std)]
     if noise_std > 0:
         steps.append(GaussianNoise(noise_std))
@@ -109,14 +112,8 @@ class SegmentationTrainPreset:
         translate: float = 0.0,
         noise_std: float = 0.0,
     ):
-        steps = [T.RandomResizedCrop((size, size), scale=(crop_scale, 1.0), antialias=True)]
-        if hflip > 0:
-            steps.append(T.RandomHorizontalFlip(hflip))
-        if rotation > 0 or translate > 0:
-            steps.append(T.RandomAffine(degrees=rotation, translate=(translate, translate) if translate else None))
-        if brightness > 0 or contrast > 0:
-            steps.append(T.ColorJitter(brightness=brightness, contrast=contrast))  # v2 leaves a Mask untouched
-        self.joint = T.Compose(steps)
+        # v2 applies the geometric steps to image and Mask alike and leaves the Mask out of ColorJitter.
+        self.joint = T.Compose(_augment_steps(size, crop_scale, hflip, brightness, contrast, rotation, translate))
         self.tail = _image_tail(in_channels, mean, std, noise_std)
 
     def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
