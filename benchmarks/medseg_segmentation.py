@@ -65,8 +65,11 @@ def run_config(kind: str, model: str, args):
         "trainer.out_dir": str(args.runs),
         "trainer.accelerator": "cpu",
         "model.name": model,
-        "model.pretrained": bool(get_model_spec(model).pretrained_source),
     }
+    if not any(item.split("=", 1)[0].strip() == "model.pretrained" for item in args.overrides):
+        # Pretrained where the registry knows a source, unless --set model.pretrained=... says otherwise
+        # (torchvision's DeepLabV3 weights download at run time, which an offline machine cannot do).
+        values["model.pretrained"] = bool(get_model_spec(model).pretrained_source)
     if args.data_root:
         values["data.root"] = str(args.data_root)
     if model != base.model.name:
@@ -90,7 +93,9 @@ def train_and_score(kind: str, model: str, args) -> dict:
 
 def _cell(result: dict, key: str) -> str:
     value, (lo, hi) = result["metrics"][key], result["ci95"][key]
-    return "n/a" if value != value else f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+    if value is None or value != value or lo is None or hi is None:  # undefined, or null once stored as JSON
+        return "n/a"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
@@ -107,6 +112,20 @@ def table(results: dict[str, dict[str, dict]]) -> str:
         multi = [_cell(m, f"mean_dice/{c}") for c in ("ground-glass", "consolidation")] if m else ["-", "-"]
         rows.append(f"| {model} | {' / '.join(cells)} | " + " | ".join(binary + pooled + multi) + " |")
     return "\n".join(rows)
+
+
+def merge_previous(path: Path, results: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Rows of earlier invocations with the same --out (other models or mask kinds, other overrides)
+    stay in the table; this invocation's runs replace theirs."""
+    merged: dict[str, dict[str, dict]] = {}
+    if path.is_file():
+        try:
+            merged = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            merged = {}
+    for model, by_kind in results.items():
+        merged.setdefault(model, {}).update(by_kind)
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{model}: not benchmarked: {exc}", file=sys.stderr, flush=True)
             failures[model] = str(exc)
     args.out.mkdir(parents=True, exist_ok=True)
+    results = merge_previous(args.out / "results.json", results)
     text = [
         "# Lesion segmentation on MedSeg (Inf-Net split), 48 test slices",
         "",
-        f"Budget: at most {args.minutes:g} min of training per run on {args.threads} CPU threads. "
+        f"Budget of this invocation: at most {args.minutes:g} min of training per run on {args.threads} CPU threads "
+        "(rows kept from earlier invocations with the same --out had their own; see each run's config.yaml). "
         f"Mean over slices with 95% bootstrap intervals ({args.bootstrap} resamples of slices). "
         f"Anchors: {ANCHORS}.",
         "",
