@@ -193,3 +193,55 @@ def test_real_volume_lung_volume_is_physiological(data_root):
     # Lungs are in the chest, not the abdomen: the lowest fifth of the scan holds little of the mask.
     per_slice = mask.sum(axis=(1, 2))
     assert per_slice[-len(per_slice) // 5 :].sum() < 0.05 * per_slice.sum()
+
+
+def _cropped_phantom():
+    """A lung-box crop: mid-grey body, two dark lungs reaching the edges, a bright lesion on the
+    outer edge of the right lung (dense consolidation against the chest wall)."""
+    rows, cols = np.mgrid[0:200, 0:220]
+    grey = np.full((200, 220), 150, dtype=np.uint8)
+    left = ((rows - 100) / 95.0) ** 2 + ((cols - 55) / 50.0) ** 2 <= 1
+    right = ((rows - 100) / 95.0) ** 2 + ((cols - 165) / 50.0) ** 2 <= 1
+    grey[left | right] = 30
+    lesion = ((rows - 100) / 20.0) ** 2 + ((cols - 205) / 12.0) ** 2 <= 1
+    lesion &= right
+    grey[lesion] = 160
+    return grey, left, right, lesion
+
+
+def test_cropped_rule_finds_both_lungs_of_a_crop_and_the_hull_takes_in_an_edge_lesion():
+    from covidlens.measure import segment_lungs_cropped
+
+    grey, left, right, lesion = _cropped_phantom()
+    with_hull = segment_lungs_cropped(grey)
+    without = segment_lungs_cropped(grey, hull=False)
+    assert with_hull.dtype == bool and with_hull.shape == grey.shape
+    assert with_hull[left].mean() > 0.97 and with_hull[right].mean() > 0.97
+    assert not with_hull[:, 108:112].any(), "the mediastinum between the lungs is not lung"
+    assert with_hull[lesion].mean() > 0.9 > without[lesion].mean()
+    # The grey-window HU rule takes lungs reaching the crop's edge for outside air.
+    assert not segment_lungs_grey(grey).any()
+
+
+def test_cropped_rule_on_real_medseg_slices_covers_a_plausible_share(data_root):
+    from PIL import Image
+
+    from covidlens.measure import segment_lungs_cropped
+
+    folder = data_root / "ct" / "medseg-infnet" / "test"
+    for name in ("18", "21", "36"):
+        grey = np.asarray(Image.open(next(folder.glob(f"images/{name}.*"))).convert("L"))
+        lesion = np.asarray(Image.open(next(folder.glob(f"infection/{name}.*"))).convert("L")) > 127
+        lung = segment_lungs_cropped(grey)
+        assert lung.shape == grey.shape
+        assert 0.3 < lung.mean() < 0.9, f"slice {name}: the mask covers {lung.mean():.2f} of a lung-box crop"
+        if lesion.any():
+            assert (lesion & lung).sum() / lesion.sum() > 0.5
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 40, 40)), np.full((40, 40), 300.0), np.zeros((3, 3))])
+def test_cropped_rule_refuses_what_is_not_one_grey_slice(bad):
+    from covidlens.measure import segment_lungs_cropped
+
+    with pytest.raises(CovidlensError):
+        segment_lungs_cropped(bad)

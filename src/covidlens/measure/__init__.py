@@ -4,6 +4,7 @@ percent of lung involved and the MosMedData severity class from masks and voxel 
 from covidlens.measure.lungs import (
     GAS_QUARTILE_HU,
     LUNG_THRESHOLD_HU,
+    segment_lungs_cropped,
     segment_lungs_grey,
     segment_lungs_hu,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "percent_involved",
     "pixel_area_mm2",
     "restrict_to_lung",
+    "segment_lungs_cropped",
     "segment_lungs_grey",
     "segment_lungs_hu",
     "severity_class",
