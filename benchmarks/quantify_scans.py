@@ -88,7 +88,8 @@ def _percents(result) -> np.ndarray:
 def _scan_row(name: str, result) -> dict:
     return {"scan": name, "n_slices": result.n_slices, "lung_volume_ml": result.lung_volume,
             "lesion_volume_ml": result.lesion_volume, "percent_involved": result.percent_involved,
-            "severity_class": result.severity_class, "spacing": result.spacing}
+            "severity_class": result.severity_class, "spacing": result.spacing,
+            "removed_outside_lung_ml": result.removed_lesion_volume}
 
 
 def run_volumes(data_root: Path, ckpt, out: Path, threshold: float) -> dict:
@@ -105,6 +106,9 @@ def run_volumes(data_root: Path, ckpt, out: Path, threshold: float) -> dict:
         if y.size != area.size:
             raise CovidlensError(f"labels.csv has {y.size} slices for {name} but the volume has {area.size}.")
         per_scan[name] = detection(y, area, percent, threshold)
+        # The same call without the lung filter: lesion predicted in the lung box but outside the mask kept.
+        unfiltered = area + np.array([s.removed_area for s in result.slices])
+        per_scan[name]["without_lung_filter"] = detection(y, unfiltered, percent, threshold)
         if name != "normal001":
             pooled_y.append(y)
             pooled_area.append(area)
@@ -195,17 +199,21 @@ def markdown(report: dict) -> str:
     lines = [f"# quantify on real CT ({report['checkpoint']})", "",
              f"Lesion model: `{report['model']}`. Slice-level call: lesion area > {t:g} mm² (fixed in advance, "
              "not tuned on these scans).", "",
-             "## COVID-CT-MD volumes", "", "| scan | slices | lung mL | lesion mL | % involved | severity |",
-             "|---|---|---|---|---|---|"]
+             "## COVID-CT-MD volumes", "",
+             "| scan | slices | lung mL | lesion mL | % involved | severity | removed by the lung mask, mL |",
+             "|---|---|---|---|---|---|---|"]
     for r in report["volumes"]["scans"]:
         lines.append(f"| {r['scan']} | {r['n_slices']} | {_fmt(r['lung_volume_ml'], 0)} | {_fmt(r['lesion_volume_ml'])} "
-                     f"| {_fmt(r['percent_involved'], 2)} | {r['severity_class']} |")
+                     f"| {_fmt(r['percent_involved'], 2)} | {r['severity_class']} | {_fmt(r.get('removed_outside_lung_ml'))} |")
     lines += ["", "| detection | slices | infected | AUC (area) | AUC (% of slice lung) | sensitivity | specificity |",
               "|---|---|---|---|---|---|---|"]
     det = dict(report["volumes"]["detection_per_scan"])
     det["P001 + cap001 pooled"] = report["volumes"]["detection_pooled_P001_cap001"]
     det["P001 DICOM series"] = report["series"]["detection_series"]
     det["P001.nii.gz, same 40 slices"] = report["series"]["detection_volume_slices"]
+    for name, d in list(det.items()):
+        if "without_lung_filter" in d:
+            det[f"{name} without the lung filter"] = d["without_lung_filter"]
     for name, d in det.items():
         lines.append(f"| {name} | {d['slices']} | {d['infected']} | {_fmt(d['auc'], 3)} | {_fmt(d['auc_percent'], 3)} "
                      f"| {_fmt(d['sensitivity'], 3)} "

@@ -55,7 +55,8 @@ def test_series_writes_csv_json_and_overlays_with_physiological_lungs(series_run
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no partial folder left behind
 
     rows = list(csv.DictReader((out / "slices.csv").open()))
-    assert len(rows) == 40 and list(rows[0]) == ["slice", "lesion_area_mm2", "lung_area_mm2", "percent_involved"]
+    assert len(rows) == 40 and list(rows[0]) == ["slice", "lesion_area_mm2", "lung_area_mm2", "percent_involved",
+                                                 "removed_outside_lung_mm2"]
     lesion = np.array([float(r["lesion_area_mm2"]) for r in rows])
     lung = np.array([float(r["lung_area_mm2"]) for r in rows])
     # A mid-chest axial slice holds some 100-400 cm² of lung: far below the whole thorax (about 30 x 20 cm).

@@ -87,6 +87,9 @@ class SliceMeasure:
     lung_area: float
     #: Percent of this slice's lung covered by lesion; None when the slice has no lung.
     percent_involved: float | None
+    #: Lesion the model predicted inside the slice's lung box but outside the lung mask, which the
+    #: lung filter removed (same units as the areas): the filter's effect, slice by slice.
+    removed_area: float = 0.0
 
 
 @dataclass
@@ -109,6 +112,9 @@ class QuantifyResult:
     checkpoint: str
     model: str
     lung_method: str
+    #: Predicted lesion that the lung mask removed (area over all slices; volume for a volume).
+    removed_lesion_area: float = 0.0
+    removed_lesion_volume: float | None = None
     slices: list[SliceMeasure] = field(default_factory=list)
     overlays: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -170,8 +176,9 @@ def quantify_scan(
     if not lung.any():
         notes.append("No lung was found in any slice, so there is no percentage of involvement or severity class.")
 
-    lesion = restrict_to_lung(_lesions(ckpt, grey, lung, progress and pixels.shape[0] > 1), lung)
-    result = _measure(scan, ckpt, pixels.shape[0], spacing, lesion, lung, method, notes, slice_range)
+    predicted = _lesions(ckpt, grey, lung, progress and pixels.shape[0] > 1)
+    lesion = restrict_to_lung(predicted, lung)
+    result = _measure(scan, ckpt, pixels.shape[0], spacing, lesion, lung, method, notes, slice_range, predicted & ~lesion)
     if out is not None:
         _write_outputs(out, result, grey, lesion, lung, max_overlays)
     return result
@@ -299,8 +306,9 @@ def _lesions(ckpt: Checkpoint, grey: np.ndarray, lung: np.ndarray, progress: boo
     return lesion
 
 
-def _measure(scan, ckpt, depth, spacing, lesion, lung, method, notes, slice_range) -> QuantifyResult:
+def _measure(scan, ckpt, depth, spacing, lesion, lung, method, notes, slice_range, removed) -> QuantifyResult:
     lesion_px = lesion.reshape(depth, -1).sum(axis=1).astype(np.float64)
+    removed_px = removed.reshape(depth, -1).sum(axis=1).astype(np.float64)
     lung_px = lung.reshape(depth, -1).sum(axis=1).astype(np.float64)
     pixel = spacing[-2] * spacing[-1] if spacing is not None else 1.0
     lesion_area, lung_area = lesion_px * pixel, lung_px * pixel
@@ -308,17 +316,19 @@ def _measure(scan, ckpt, depth, spacing, lesion, lung, method, notes, slice_rang
     first = slice_range[0] if slice_range is not None else 0
     for k in range(depth):
         percent = 100.0 * lesion_px[k] / lung_px[k] if lung_px[k] else None
-        slices.append(SliceMeasure(first + k, float(lesion_area[k]), float(lung_area[k]), percent))
+        slices.append(SliceMeasure(first + k, float(lesion_area[k]), float(lung_area[k]), percent, float(removed_px[k] * pixel)))
     total_lung = float(lung_px.sum())
     percent = 100.0 * float(lesion_px.sum()) / total_lung if total_lung else None
     if scan.ndim == 3:
         if spacing is not None:
             voxel_ml = spacing[0] * spacing[1] * spacing[2] / 1000.0
             volume_units, lesion_volume, lung_volume = "mL", float(lesion_px.sum()) * voxel_ml, total_lung * voxel_ml
+            removed_volume = float(removed_px.sum()) * voxel_ml
         else:
             volume_units, lesion_volume, lung_volume = "voxels", float(lesion_px.sum()), total_lung
+            removed_volume = float(removed_px.sum())
     else:
-        volume_units = lesion_volume = lung_volume = None
+        volume_units = lesion_volume = lung_volume = removed_volume = None
         notes.append("A single slice has no volume here: areas and the percent of this slice's lung are reported.")
     return QuantifyResult(
         scan=str(scan.path),
@@ -336,6 +346,8 @@ def _measure(scan, ckpt, depth, spacing, lesion, lung, method, notes, slice_rang
         checkpoint=str(ckpt.path),
         model=ckpt.info.model,
         lung_method=method,
+        removed_lesion_area=float(removed_px.sum() * pixel),
+        removed_lesion_volume=removed_volume,
         slices=slices,
         notes=notes,
     )
@@ -389,10 +401,11 @@ def _write_outputs(out: Path, result: QuantifyResult, grey, lesion, lung, max_ov
         unit = result.area_units
         with (tmp / _SLICES).open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["slice", f"lesion_area_{unit}", f"lung_area_{unit}", "percent_involved"])
+            writer.writerow(["slice", f"lesion_area_{unit}", f"lung_area_{unit}", "percent_involved",
+                             f"removed_outside_lung_{unit}"])
             for s in result.slices:
                 writer.writerow([s.index, f"{s.lesion_area:.3f}", f"{s.lung_area:.3f}",
-                                 "" if s.percent_involved is None else f"{s.percent_involved:.4f}"])
+                                 "" if s.percent_involved is None else f"{s.percent_involved:.4f}", f"{s.removed_area:.3f}"])
         (tmp / _SUMMARY).write_text(json.dumps(_summary(result), indent=2, allow_nan=False) + "\n")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.resolve().parent))
@@ -420,6 +433,10 @@ def format_summary(result: QuantifyResult) -> str:
     lines.append(f"lung involved {involved}, severity {result.severity_class or 'n/a'}; "
                  f"{result.n_lung_slices} of {result.n_slices} slices show lung")
     lines.append(f"lungs: {result.lung_method.split(':')[0]}")
+    if result.removed_lesion_area:
+        removed = (f"{_num(result.removed_lesion_volume)} {result.volume_units}" if result.volume_units is not None
+                   else f"{_num(result.removed_lesion_area)} {'mm²' if result.calibrated else 'pixels'}")
+        lines.append(f"the lung mask removed {removed} of predicted lesion outside the lungs")
     lines.extend(f"note: {n}" for n in result.notes)
     return "\n".join(lines)
 
