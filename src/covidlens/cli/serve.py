@@ -1,0 +1,44 @@
+"""``covidlens serve``: the web page and JSON API (FastAPI + uvicorn) over trained checkpoints."""
+
+from __future__ import annotations
+
+from covidlens.errors import CovidlensError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="web page and REST API: drop a scan, see verdict, heat map and lesions")
+    p.add_argument("--ct-checkpoint", help="CT classifier checkpoint folder (RUN/model)")
+    p.add_argument("--cxr-checkpoint", help="chest X-ray classifier checkpoint folder")
+    p.add_argument("--lesion-checkpoint", help="CT lesion segmentation checkpoint folder (enables segment and quantify)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=1, help="inference worker threads, each with its own models (default 1)")
+    p.add_argument("--queue", type=int, default=8,
+                   help="requests that may wait for a worker; more are answered 503 with Retry-After (default 8)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds a request may take before it gets 504 (default 120)")
+    p.add_argument("--max-upload-mb", type=float, default=256.0, help="largest request body in MiB (default 256)")
+    p.add_argument("--max-files", type=int, default=1000,
+                   help="most files in one upload, e.g. the slices of a series (default 1000)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info",
+                   help="how much the server logs (default info: start, stop, and per upload its size, type and time)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from covidlens.serve import ServeConfig, run_server
+    from covidlens.serve.uploads import UploadLimits
+
+    if not 0 < args.port < 65536:
+        raise CovidlensError(f"--port must be between 1 and 65535, not {args.port}.")
+    if args.workers < 1 or args.queue < 0 or args.timeout <= 0 or args.max_upload_mb <= 0 or args.max_files < 1:
+        raise CovidlensError("--workers and --max-files must be at least 1, --queue at least 0, and --timeout and "
+                             "--max-upload-mb above 0.")
+    config = ServeConfig(
+        ct_checkpoint=args.ct_checkpoint, cxr_checkpoint=args.cxr_checkpoint, lesion_checkpoint=args.lesion_checkpoint,
+        workers=args.workers, queue_size=args.queue, request_timeout_s=args.timeout,
+        limits=UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_files=args.max_files),
+    )
+    run_server(config, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

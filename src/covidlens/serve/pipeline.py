@@ -1,0 +1,371 @@
+"""What a worker does with one upload: read it, recognise its modality, run the library, build the
+response. These are the functions behind the CLI too (read_scan, display_image, the evaluation
+transform, batch_probabilities and decide, explain_image, segment_image, quantify_scan); the web
+service adds modality handling and the JSON, nothing else.
+
+Modality. covidlens has no modality classifier yet (issue 10), so the modality is taken from what
+the file says (the DICOM Modality tag; Hounsfield units, which only CT has), else from the request's
+``modality`` parameter, else from the server holding models of one modality only. The response says
+which, and says plainly when the file itself did not tell.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from covidlens.checkpoint import Checkpoint, load_checkpoint
+from covidlens.data.intensity import display_image, to_uint8
+from covidlens.data.io import Scan
+from covidlens.errors import CovidlensError
+from covidlens.inference import batch_probabilities, decide, eval_transform
+from covidlens.serve import schemas
+from covidlens.serve.errors import ApiError
+from covidlens.serve.uploads import Upload, opened_scan, public_message
+
+#: DICOM Modality values of chest radiographs (computed, digital, digital radiography).
+XRAY_TAGS = ("CR", "DX", "DR")
+MODALITY_WORDS = {"ct": "CT", "cxr": "chest X-ray"}
+#: Slices of a volume classified at once.
+BATCH = 16
+#: Overlays of the most affected slices returned by quantify.
+QUANTIFY_OVERLAYS = 3
+
+
+@dataclass
+class Options:
+    """What a request may choose, all from query parameters."""
+
+    model: str | None = None
+    modality: str | None = None
+    operating_point: str = "default"
+    method: str = "gradcam"
+    target_class: str | None = None
+
+
+@dataclass
+class ServedModels:
+    """The checkpoints a server holds, loaded once: classifiers by modality id and one lesion model."""
+
+    classifiers: dict[str, Checkpoint]
+    lesion: Checkpoint | None = None
+
+    @classmethod
+    def load(cls, ct: str | Path | None = None, cxr: str | Path | None = None,
+             lesion: str | Path | None = None) -> "ServedModels":
+        """Load and check each checkpoint for its role; one sentence for the first that does not fit."""
+        if ct is None and cxr is None:
+            raise CovidlensError("give at least one classifier: --ct-checkpoint and/or --cxr-checkpoint.")
+        classifiers = {}
+        for modality, path in (("ct", ct), ("cxr", cxr)):
+            if path is None:
+                continue
+            ckpt = load_checkpoint(path)
+            if ckpt.info.task != "classification" or ckpt.info.modality != modality:
+                raise CovidlensError(
+                    f"{path} is a {ckpt.info.modality.upper()} {ckpt.info.task} model, but --{modality}-checkpoint "
+                    f"needs a {MODALITY_WORDS[modality]} classifier."
+                )
+            classifiers[modality] = ckpt
+        segmenter = None
+        if lesion is not None:
+            segmenter = load_checkpoint(lesion)
+            if segmenter.info.task != "segmentation" or segmenter.info.modality != "ct":
+                raise CovidlensError(
+                    f"{lesion} is a {segmenter.info.modality.upper()} {segmenter.info.task} model, but "
+                    "--lesion-checkpoint needs a CT lesion segmentation model."
+                )
+        return cls(classifiers, segmenter)
+
+    def replicate(self) -> "ServedModels":
+        """Copies of every model for another worker (Grad-CAM hooks must not cross requests)."""
+        def twin(ckpt: Checkpoint) -> Checkpoint:
+            return Checkpoint(copy.deepcopy(ckpt.model).eval(), ckpt.info, ckpt.path)
+
+        return ServedModels({k: twin(c) for k, c in self.classifiers.items()}, twin(self.lesion) if self.lesion else None)
+
+    def ids(self) -> list[str]:
+        return [*self.classifiers, *(["lesion"] if self.lesion else [])]
+
+    def describe(self) -> list[schemas.ModelInfoV1]:
+        entries = [(mid, ckpt, "classifier") for mid, ckpt in self.classifiers.items()]
+        if self.lesion:
+            entries.append(("lesion", self.lesion, "lesion-segmenter"))
+        return [
+            schemas.ModelInfoV1(
+                id=mid, role=role, architecture=c.info.model, task=c.info.task, modality=c.info.modality,
+                classes=list(c.info.classes), positive_class=c.info.positive_class, input_size=c.info.input_size,
+                threshold=c.info.threshold, sensitivity_threshold=c.info.sensitivity_threshold,
+                target_sensitivity=c.info.target_sensitivity, dataset=c.info.dataset,
+            )
+            for mid, c, role in entries
+        ]
+
+
+# --- modality ------------------------------------------------------------------------------------
+
+
+def detected_modality(scan: Scan) -> tuple[str, str]:
+    """('ct' | 'cxr' | 'unknown', how it was told) from the file alone."""
+    tag = scan.modality.upper()
+    if tag == "CT":
+        if scan.format == "nifti":
+            return "ct", "hounsfield-units"
+        return "ct", "dicom-tag"
+    if tag in XRAY_TAGS:
+        return "cxr", "dicom-tag"
+    if tag:
+        raise ApiError(
+            422, "unsupported_modality",
+            f"The upload is a DICOM image of modality {tag}; covidlens screens CT and chest X-ray (CR, DX) only.",
+        )
+    if scan.units == "HU":
+        return "ct", "hounsfield-units"
+    return "unknown", ""
+
+
+def _how(detected: str, source: str, scan: Scan) -> str:
+    if source == "dicom-tag":
+        return f"{MODALITY_WORDS[detected]}, from the DICOM Modality tag ({scan.modality})"
+    return f"{MODALITY_WORDS[detected]}, from its Hounsfield units"
+
+
+def resolve_modality(scan: Scan, available: list[str], options: Options, purpose: str) -> schemas.ModalityV1:
+    """Which modality's model reads ``scan``: the file's own, else the request's, else the only one
+    ``available``; 422 when they disagree or no model of that modality is here."""
+    detected, source = detected_modality(scan)
+    requested = options.modality
+    words = " and ".join(MODALITY_WORDS[m] for m in available)
+    if detected != "unknown":
+        if requested and requested != detected:
+            raise ApiError(
+                422, "modality_conflict",
+                f"The request says {MODALITY_WORDS[requested]} but the upload is {_how(detected, source, scan)}; "
+                "send it without the modality parameter or with the right one.",
+            )
+        if detected not in available:
+            raise ApiError(
+                422, "wrong_modality",
+                f"The upload is a {_how(detected, source, scan)}, but this server {purpose} {words} only.",
+            )
+        return schemas.ModalityV1(detected=detected, used=detected, source=source,
+                                  statement=f"Recognised as {_how(detected, source, scan)}.")
+    why = {"dicom": "this DICOM file has no Modality tag", "dicom-series": "this DICOM series has no Modality tag",
+           "nifti": "this NIfTI volume is not in Hounsfield units"}.get(scan.format, "a PNG or JPEG carries none")
+    unknown = f"The file does not say its modality ({why}, and covidlens has no modality classifier yet)"
+    if requested:
+        if requested not in available:
+            raise ApiError(422, "wrong_modality",
+                           f"The request says {MODALITY_WORDS[requested]}, but this server {purpose} {words} only.")
+        return schemas.ModalityV1(detected="unknown", used=requested, source="request",
+                                  statement=f"{unknown}; read as {MODALITY_WORDS[requested]} because the request said so.")
+    if len(available) == 1:
+        used = available[0]
+        return schemas.ModalityV1(detected="unknown", used=used, source="only-model",
+                                  statement=f"{unknown}; read as {MODALITY_WORDS[used]}, the only modality this "
+                                            f"server {purpose}.")
+    raise ApiError(
+        422, "modality_unknown",
+        f"{unknown}, and this server {purpose} both CT and chest X-ray; choose one with modality=ct or modality=cxr.",
+    )
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+def predict_job(models: ServedModels, upload: Upload, options: Options) -> schemas.PredictResponseV1:
+    with opened_scan(upload) as (scan, _):
+        response, _ = _predict(models, upload, scan, options)
+    return response
+
+
+def explain_job(models: ServedModels, upload: Upload, options: Options) -> schemas.ExplainResponseV1:
+    from covidlens.explain import explain_image
+
+    with opened_scan(upload) as (scan, _):
+        prediction, image = _predict(models, upload, scan, options)
+        ckpt = models.classifiers[prediction.model.id]
+        target = options.target_class or prediction.decision
+        if target not in ckpt.info.classes:
+            raise ApiError(400, "bad_option",
+                           f"Unknown class {target!r}; this model's classes are {', '.join(ckpt.info.classes)}.")
+        explanation = explain_image(ckpt, image, options.method, target_class=target)
+    return schemas.ExplainResponseV1(
+        **prediction.model_dump(),
+        explanation=schemas.ExplanationV1(
+            method=options.method, explained_class=explanation.explained_class,
+            probability=explanation.probability, layer=explanation.layer,
+            overlay_png=png_base64(heat_overlay(np.asarray(image), explanation.heat)),
+        ),
+    )
+
+
+def segment_job(models: ServedModels, upload: Upload, options: Options) -> schemas.SegmentResponseV1:
+    from covidlens.segmentation import overlay, segment_image
+
+    ckpt = _lesion_model(models, options)
+    with opened_scan(upload) as (scan, _):
+        modality = resolve_modality(scan, ["ct"], options, "segments lesions on")
+        if scan.ndim != 2:
+            raise ApiError(422, "volume_not_accepted",
+                           "The upload is a 3-D volume; segment takes one slice, so send the volume to /v1/quantify.")
+        grey = display_image(scan)
+        mask = segment_image(ckpt, grey).argmax(0)
+        classes = ckpt.info.classes
+        pixel = scan.spacing[0] * scan.spacing[1] if scan.spacing else 1.0
+        return schemas.SegmentResponseV1(
+            input=_input(upload, scan), modality=modality, model=_ref("lesion", ckpt),
+            fractions={c: float((mask == k).mean()) for k, c in enumerate(classes)},
+            lesion_area=float((mask > 0).sum()) * pixel, area_units="mm2" if scan.spacing else "pixels",
+            overlay_png=png_base64(overlay(np.asarray(grey), mask)),
+            notes=["No lung mask is applied here; /v1/quantify keeps only lesion inside the lungs and gives the "
+                   "percent of lung involved."],
+        )
+
+
+def quantify_job(models: ServedModels, upload: Upload, options: Options) -> schemas.QuantifyResponseV1:
+    from covidlens.measure.quantify import quantify_scan
+
+    ckpt = _lesion_model(models, options)
+    with opened_scan(upload) as (scan, path):
+        modality = resolve_modality(scan, ["ct"], options, "measures lesions on")
+        root = path.parent
+        result = quantify_scan(path, ckpt, root / "quantify", progress=False, max_overlays=QUANTIFY_OVERLAYS)
+        overlays = [
+            schemas.OverlayV1(slice_index=int(Path(name).stem.split("_")[-1]),
+                              png=base64.b64encode((root / "quantify" / name).read_bytes()).decode("ascii"))
+            for name in result.overlays
+        ]
+        return schemas.QuantifyResponseV1(
+            input=_input(upload, scan), modality=modality, model=_ref("lesion", ckpt),
+            area_units=result.area_units, volume_units=result.volume_units,
+            lesion_area=result.lesion_area, lung_area=result.lung_area,
+            lesion_volume=result.lesion_volume, lung_volume=result.lung_volume,
+            percent_involved=result.percent_involved, severity_class=result.severity_class,
+            n_slices=result.n_slices, n_lung_slices=result.n_lung_slices,
+            lung_method=result.lung_method.split(":")[0],
+            slices=[schemas.SliceMeasureV1(index=s.index, lesion_area=s.lesion_area, lung_area=s.lung_area,
+                                           percent_involved=s.percent_involved) for s in result.slices],
+            overlays=overlays, notes=[public_message(n, root) for n in result.notes],
+        )
+
+
+# --- pieces --------------------------------------------------------------------------------------
+
+
+def _predict(models: ServedModels, upload: Upload, scan: Scan, options: Options):
+    """The prediction response and the 8-bit image it was decided on (a volume's decisive slice)."""
+    available = [options.model] if options.model is not None else list(models.classifiers)
+    modality = resolve_modality(scan, available, options, "screens")
+    ckpt = models.classifiers[modality.used]
+    info = ckpt.info
+    threshold, statement = _operating_point(ckpt, options.operating_point)
+    if scan.ndim == 3 and modality.used == "cxr":
+        raise ApiError(422, "volume_not_accepted",
+                       "The upload is a 3-D volume, but a chest X-ray is one image; send the radiograph on its own.")
+    grey = to_uint8(scan)
+    images = [Image.fromarray(s, mode="L") for s in (grey if scan.ndim == 3 else [grey])]
+    probs = _probabilities(ckpt, images)
+    decisions = [decide(p, info, threshold) for p in probs]
+    pos = info.positive_index
+    if scan.ndim == 3:
+        best = int(np.argmax(probs[:, pos] if pos is not None else probs.max(axis=1)))
+        notes = [
+            f"A volume of {len(images)} slices: every slice was classified and the decision is that of slice {best}, "
+            f"the one with the highest {'P(' + info.positive_class + ')' if pos is not None else 'probability'}. "
+            "The classifier was trained on single slices; this scan-level rule is not validated."
+        ]
+        slices = [schemas.SliceScoreV1(index=k, probabilities=dict(zip(info.classes, map(float, p))), decision=d)
+                  for k, (p, d) in enumerate(zip(probs, decisions))]
+    else:
+        best, notes, slices = 0, [], []
+    p = probs[best]
+    response = schemas.PredictResponseV1(
+        input=_input(upload, scan), modality=modality, model=_ref(modality.used, ckpt), classes=list(info.classes),
+        probabilities=dict(zip(info.classes, map(float, p))), decision=decisions[best],
+        positive_class=info.positive_class, score=float(p[pos]) if pos is not None else None,
+        threshold=threshold, operating_point=options.operating_point, operating_point_statement=statement,
+        slice_index=best if scan.ndim == 3 else None, slices=slices, notes=notes,
+    )
+    return response, images[best]
+
+
+def _probabilities(ckpt: Checkpoint, images: list[Image.Image]) -> np.ndarray:
+    transform = eval_transform(ckpt.info)
+    out = []
+    for start in range(0, len(images), BATCH):
+        batch = torch.stack([transform(im) for im in images[start:start + BATCH]])
+        out.append(batch_probabilities(ckpt.model, batch, ckpt.info, ckpt.info.tta).cpu().numpy())
+    return np.concatenate(out)
+
+
+def _operating_point(ckpt: Checkpoint, name: str) -> tuple[float | None, str]:
+    info = ckpt.info
+    if info.positive_class is None:
+        return None, "The most probable class is the decision (this model names no positive class)."
+    if name == "sensitivity":
+        if info.sensitivity_threshold is None:
+            raise ApiError(422, "no_operating_point",
+                           "This model has no validation-chosen sensitivity threshold; use operating_point=default.")
+        target = f"{info.target_sensitivity:.0%} " if info.target_sensitivity is not None else ""
+        return info.sensitivity_threshold, (
+            f"{info.positive_class} when P({info.positive_class}) >= {info.sensitivity_threshold:.3f}, the threshold "
+            f"chosen on validation for {target}sensitivity (more false alarms, fewer missed cases)."
+        )
+    return info.threshold, (f"{info.positive_class} when P({info.positive_class}) >= {info.threshold:.3f}, "
+                            "the model's default threshold.")
+
+
+def check_request(models: ServedModels, options: Options, needs: str) -> None:
+    """Refuse, before the body is read, a model this server does not hold for the endpoint
+    (``needs`` is 'classifier' or 'lesion')."""
+    if needs == "lesion" and models.lesion is None:
+        raise ApiError(404, "no_lesion_model",
+                       "This server has no lesion model; start it with --lesion-checkpoint to segment and quantify lesions.")
+    ids = list(models.classifiers) if needs == "classifier" else ["lesion"]
+    if options.model is not None and options.model not in ids:
+        name = options.model
+        shown = name if len(name) <= 40 and name.isprintable() else name[:40].encode("unicode_escape").decode()
+        raise ApiError(400, "unknown_model",
+                       f"Unknown model {shown!r}; the models for this endpoint here are: {', '.join(ids)} "
+                       "(GET /v1/models lists them).")
+
+
+def _lesion_model(models: ServedModels, options: Options) -> Checkpoint:
+    check_request(models, options, "lesion")
+    return models.lesion
+
+
+def _input(upload: Upload, scan: Scan) -> schemas.InputV1:
+    return schemas.InputV1(
+        files=len(upload.files), bytes=upload.size, format=scan.format, shape=list(scan.pixels.shape),
+        units=scan.units if scan.units in ("HU", "raw") else "raw",
+        spacing_mm=[float(v) for v in scan.spacing] if scan.spacing else None,
+    )
+
+
+def _ref(model_id: str, ckpt: Checkpoint) -> schemas.ModelRefV1:
+    return schemas.ModelRefV1(id=model_id, architecture=ckpt.info.model, modality=ckpt.info.modality,
+                              dataset=ckpt.info.dataset)
+
+
+def heat_overlay(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
+    """H x W x 3 uint8: the grey image under the heat map in jet colours, as the explain panels show it."""
+    from matplotlib import colormaps
+
+    colours = colormaps["jet"](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
+    base = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
+    return np.clip((1 - alpha) * base + alpha * colours, 0, 255).astype(np.uint8)
+
+
+def png_base64(rgb: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,0 +1,176 @@
+"""The JSON the API answers with, version 1.
+
+Every response model carries ``api_version = "1"`` and its class name ends in ``V1``: a change that
+breaks a client adds ``V2`` models under ``/v2`` and leaves these as they are. Images travel inside
+the JSON as base64 PNG so that one response holds everything a page or a script needs to show or
+archive a result.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+API_VERSION = "1"
+
+#: Said in every result, in the words a clinician reads on the page.
+CAUTION = (
+    "This is a screening aid for research, not a diagnosis: covidlens is not a medical device, its models "
+    "were trained on public research images, and a qualified clinician must read the scan."
+)
+
+
+class ErrorDetailV1(BaseModel):
+    code: str = Field(description="a stable machine-readable name of the problem, e.g. 'bad_upload'")
+    message: str = Field(description="one sentence saying what is wrong and what to do")
+
+
+class ErrorResponseV1(BaseModel):
+    api_version: Literal["1"] = API_VERSION
+    error: ErrorDetailV1
+
+
+class InputV1(BaseModel):
+    files: int = Field(description="number of files uploaded (several for the slices of one DICOM series)")
+    bytes: int = Field(description="total size of the upload")
+    format: str = Field(description="what the file was read as: png, jpeg, dicom, dicom-series, nifti, ...")
+    shape: list[int] = Field(description="pixels as (rows, columns) or (slices, rows, columns)")
+    units: Literal["HU", "raw"] = Field(description="HU for CT in Hounsfield units, raw otherwise")
+    spacing_mm: list[float] | None = Field(description="pixel spacing in mm, as the file records it; null if it does not")
+
+
+class ModalityV1(BaseModel):
+    detected: Literal["ct", "cxr", "unknown"] = Field(
+        description="what the file itself says: the DICOM Modality tag, or Hounsfield units; 'unknown' for a "
+        "PNG/JPEG (covidlens has no modality classifier yet)"
+    )
+    used: Literal["ct", "cxr"] = Field(description="the modality whose model read the upload")
+    source: Literal["dicom-tag", "hounsfield-units", "request", "only-model"] = Field(
+        description="where 'used' came from: the file, the request's 'modality' parameter, or the server having "
+        "models of one modality only"
+    )
+    statement: str = Field(description="the same in one plain sentence, for the page")
+
+
+class ModelRefV1(BaseModel):
+    id: str = Field(description="the server's name for the model: 'ct', 'cxr' or 'lesion'")
+    architecture: str
+    modality: Literal["ct", "cxr"]
+    dataset: str
+
+
+class SliceScoreV1(BaseModel):
+    index: int
+    probabilities: dict[str, float]
+    decision: str
+
+
+class PredictResponseV1(BaseModel):
+    api_version: Literal["1"] = API_VERSION
+    input: InputV1
+    modality: ModalityV1
+    model: ModelRefV1
+    classes: list[str]
+    probabilities: dict[str, float] = Field(
+        description="every class probability of the image (of the decisive slice of a volume)"
+    )
+    decision: str = Field(description="the class decided at the operating point")
+    positive_class: str | None = Field(description="the class whose probability is the score, e.g. COVID")
+    score: float | None = Field(description="P(positive class); null for a model without a positive class")
+    threshold: float | None = Field(description="the decision threshold on P(positive class)")
+    operating_point: Literal["default", "sensitivity"]
+    operating_point_statement: str
+    slice_index: int | None = Field(description="for a volume, the slice the decision was taken on; null for one image")
+    slices: list[SliceScoreV1] = Field(default_factory=list, description="for a volume, every slice's result")
+    notes: list[str] = Field(default_factory=list)
+    caution: str = CAUTION
+
+
+class ExplanationV1(BaseModel):
+    method: Literal["gradcam", "gradcam++", "cam"]
+    explained_class: str
+    probability: float = Field(description="P(explained class)")
+    layer: str
+    overlay_png: str = Field(
+        description="base64 PNG: the image with the heat map laid over it (jet colours, red = strongest)"
+    )
+
+
+class ExplainResponseV1(PredictResponseV1):
+    explanation: ExplanationV1
+
+
+class SegmentResponseV1(BaseModel):
+    api_version: Literal["1"] = API_VERSION
+    input: InputV1
+    modality: ModalityV1
+    model: ModelRefV1
+    fractions: dict[str, float] = Field(description="share of the slice's pixels given to each class")
+    lesion_area: float = Field(description="pixels of any lesion class, in area_units")
+    area_units: Literal["mm2", "pixels"]
+    overlay_png: str = Field(description="base64 PNG: the slice with lesion classes tinted (red first class, blue second)")
+    notes: list[str] = Field(default_factory=list)
+    caution: str = CAUTION
+
+
+class SliceMeasureV1(BaseModel):
+    index: int
+    lesion_area: float
+    lung_area: float
+    percent_involved: float | None
+
+
+class OverlayV1(BaseModel):
+    slice_index: int
+    png: str = Field(description="base64 PNG: the slice in the lung window, lesion red, lung outline green")
+
+
+class QuantifyResponseV1(BaseModel):
+    api_version: Literal["1"] = API_VERSION
+    input: InputV1
+    modality: ModalityV1
+    model: ModelRefV1
+    area_units: Literal["mm2", "pixels"]
+    volume_units: Literal["mL", "voxels"] | None = Field(description="null for a single slice")
+    lesion_area: float
+    lung_area: float
+    lesion_volume: float | None
+    lung_volume: float | None
+    percent_involved: float | None = Field(description="percent of the lung covered by lesion; null when no lung was found")
+    severity_class: str | None = Field(description="MosMedData class CT-0..CT-4 from percent_involved")
+    n_slices: int
+    n_lung_slices: int
+    lung_method: str
+    slices: list[SliceMeasureV1]
+    overlays: list[OverlayV1]
+    notes: list[str] = Field(default_factory=list)
+    caution: str = CAUTION
+
+
+class ModelInfoV1(BaseModel):
+    id: str
+    role: Literal["classifier", "lesion-segmenter"]
+    architecture: str
+    task: Literal["classification", "segmentation"]
+    modality: Literal["ct", "cxr"]
+    classes: list[str]
+    positive_class: str | None
+    input_size: int
+    threshold: float
+    sensitivity_threshold: float | None
+    target_sensitivity: float | None
+    dataset: str
+
+
+class ModelsResponseV1(BaseModel):
+    api_version: Literal["1"] = API_VERSION
+    models: list[ModelInfoV1]
+    limits: dict[str, float] = Field(description="upload limits: max_upload_bytes, max_files, max_pixels, min_side")
+    caution: str = CAUTION
+
+
+class HealthV1(BaseModel):
+    api_version: Literal["1"] = API_VERSION
+    status: Literal["ok", "ready", "not-ready"]
+    detail: str = ""
