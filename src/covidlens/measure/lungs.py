@@ -114,8 +114,8 @@ def segment_lungs_grey(grey, spacing=None, window: tuple[float, float] = LUNG_WI
     This is only as right as the window: for images of unknown windowing (figures cropped from
     papers) the mask is a rough guide, and images cropped to the lungs break step 2 of the method
     (lung reaching the image edge is taken for outside air). Measured on the MedSeg / Inf-Net slices
-    (8-bit, each in its own window, cropped to the lungs): empty masks on 4 of the first 5 test
-    slices, so those need a learned lung model, not this function. Values outside 0..255 raise
+    (8-bit, each in its own window, cropped to the lungs): empty masks on 40 of the 48 test slices
+    (``benchmarks/medseg_lung_filter.py``); for such crops see :func:`segment_lungs_cropped`. Values outside 0..255 raise
     :class:`CovidlensError`.
     """
     array = np.asarray(grey)
