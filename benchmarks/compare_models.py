@@ -34,8 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision  # noqa: F401  (registers torch.ops.torchvision.*)
-from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 from covidlens.checkpoint import load_checkpoint
 from covidlens.data.datasets import dataset_folder, load_dataset
@@ -43,6 +41,7 @@ from covidlens.evaluation.evaluate import evaluate
 from covidlens.inference import predict_arrays
 from covidlens.evaluation.metrics import paired_bootstrap_difference
 from covidlens.evaluation.plots import plot_roc
+from covidlens.runtime.flops import gmacs
 from covidlens.training.config import load_config
 from covidlens.training.fit import MODEL_DIR, run_folder, train
 
@@ -57,22 +56,6 @@ TABLE_5_1 = [
 ]
 SEED_003 = ["resnet50", "resnet50_fpn_attention"]
 MIXING = ("none", "mixup", "cutmix", "mosaic")
-
-
-@register_flop_formula(torch.ops.torchvision.deform_conv2d)
-def _deform_conv_flops(input_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
-    """FlopCounterMode has no rule for torchvision's deformable convolution and would count 0; count
-    it as the plain convolution of the same shape (the bilinear sampling it adds is left out)."""
-    out_channels, in_per_group, kh, kw = weight_shape
-    n, _, h, w = out_shape
-    return 2 * n * h * w * out_channels * in_per_group * kh * kw
-
-
-def gflops(model: torch.nn.Module, size: int) -> float:
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
-    return counter.get_total_flops() / 2e9  # multiply-adds, the convention papers quote as FLOPs
 
 
 def images_per_second(model: torch.nn.Module, size: int, device: str, batch: int = 16, repeats: int = 5) -> float:
@@ -165,7 +148,7 @@ def run_one(config, label: str, test, out: Path) -> dict:
         "mixing": config.augment.mixing,
         "input_size": size,
         "params_m": sum(p.numel() for p in ckpt.model.parameters()) / 1e6,
-        "gflops": gflops(ckpt.model, size),
+        "gflops": gmacs(ckpt.model, size, ckpt.info.in_channels),
         "train_minutes": float((run_dir / "train_seconds.txt").read_text()) / 60,
         "cpu_images_per_s": images_per_second(ckpt.model, size, "cpu"),
         "gpu_images_per_s": images_per_second(ckpt.model, size, "cuda") if torch.cuda.is_available() else None,
