@@ -7,6 +7,7 @@ the most probable class.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -14,10 +15,11 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from covidlens.checkpoint import Checkpoint, ModelInfo, load_checkpoint
+from covidlens.checkpoint import Checkpoint, ModelInfo
 from covidlens.data.io import list_images, read_image
 from covidlens.data.transforms import EvalPreset
 from covidlens.errors import CovidlensError
+from covidlens.runtime import OnnxModel, open_model
 
 
 @dataclass
@@ -46,12 +48,16 @@ def logits_to_probabilities(logits: torch.Tensor, info: ModelInfo) -> torch.Tens
 
 
 @torch.inference_mode()
-def batch_probabilities(model: torch.nn.Module, batch: torch.Tensor, info: ModelInfo, tta: bool = False) -> torch.Tensor:
-    """Class probabilities for a batch; with ``tta`` the mean over the image and its mirror."""
-    model.eval()
-    probs = logits_to_probabilities(model(batch), info)
+def batch_probabilities(model, batch: torch.Tensor, info: ModelInfo, tta: bool = False) -> torch.Tensor:
+    """Class probabilities for a batch; with ``tta`` the mean over the image and its mirror.
+
+    ``model`` is an ``nn.Module`` or anything called like one (an :class:`~covidlens.runtime.OnnxModel`).
+    """
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    probs = logits_to_probabilities(model(batch).float(), info)
     if tta:
-        probs = (probs + logits_to_probabilities(model(torch.flip(batch, dims=[3])), info)) / 2
+        probs = (probs + logits_to_probabilities(model(torch.flip(batch, dims=[3])).float(), info)) / 2
     return probs
 
 
@@ -65,22 +71,78 @@ def decide(probs: np.ndarray, info: ModelInfo, threshold: float | None) -> str:
     return info.classes[max(others, key=lambda i: probs[i])]
 
 
+class ImageFiles(torch.utils.data.Dataset):
+    """Image files decoded and put through a transform, for a DataLoader's workers.
+
+    An item is ``(tensor, "")``, or ``(None, reason)`` for a file covidlens cannot read, so that one bad
+    file becomes one row instead of stopping the loader.
+    """
+
+    def __init__(self, files: list[Path], transform):
+        self.files = files
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
+        try:
+            return self.transform(read_image(self.files[index])), ""
+        except CovidlensError as exc:
+            return None, str(exc)
+
+
+def _as_list(items):
+    return items
+
+
+def default_workers(n_files: int, batch_size: int) -> int:
+    """Decoding workers: none for a single batch (starting them costs more than they save), else
+    one per spare core (the main process runs the model), at most four."""
+    if n_files <= batch_size:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores - 1))
+
+
+def image_batches(files: list[Path], transform, batch_size: int, num_workers: int | None = None):
+    """Batches of ``(tensor or None, error)`` pairs in file order, decoded by ``num_workers`` processes
+    (None: :func:`default_workers`). At most two batches per worker wait in memory."""
+    if batch_size < 1:
+        raise CovidlensError(f"batch size must be at least 1, got {batch_size}.")
+    workers = default_workers(len(files), batch_size) if num_workers is None else num_workers
+    if workers < 0:
+        raise CovidlensError(f"the number of workers must be 0 or more, got {workers}.")
+    return torch.utils.data.DataLoader(ImageFiles(files, transform), batch_size=batch_size, num_workers=workers,
+                                       collate_fn=_as_list)
+
+
 def iter_predictions(
-    checkpoint: Checkpoint | str | Path,
+    checkpoint: Checkpoint | OnnxModel | str | Path,
     paths: Iterable[str | Path],
     threshold: float | None = None,
     batch_size: int = 16,
     tta: bool | None = None,
+    *,
+    backend: str | None = None,
+    num_workers: int | None = None,
+    channels_last: bool = False,
 ) -> Iterator[Prediction]:
     """Predictions for every image under ``paths`` (files or folders), yielded as each batch is done.
 
     Unreadable files do not stop the run: their row carries the error sentence and no probability.
-    ``threshold`` (on P(positive class)) defaults to the checkpoint's.
+    ``threshold`` (on P(positive class)) defaults to the checkpoint's. Images are decoded and resized
+    by ``num_workers`` DataLoader processes (None: one per spare core once there is more than one
+    batch) while the model runs, so memory stays flat however many files there are. ``checkpoint``
+    may be a checkpoint folder, a loaded :class:`Checkpoint`, an exported ``.onnx`` file or an
+    :class:`~covidlens.runtime.OnnxModel`; ``backend`` (``torch`` or ``onnxruntime``, None: the
+    source's own) picks the engine, see :func:`covidlens.runtime.open_model`. ``channels_last``
+    converts a PyTorch model to channels-last memory format in place (faster on some CPUs).
     """
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
-    info = ckpt.info
+    model = open_model(checkpoint, backend)
+    info = model.info
     if info.task != "classification":
-        raise CovidlensError(f"{ckpt.path} is a {info.task} model; predict runs classifiers.")
+        raise CovidlensError(f"{model.path} is a {info.task} model; predict runs classifiers.")
     if info.positive_index is None:
         threshold = None
     else:
@@ -91,42 +153,46 @@ def iter_predictions(
     files: list[Path] = []
     for path in paths:
         files.extend(list_images(path))
-    transform = eval_transform(info)
-    device = next(ckpt.model.parameters()).device
-    pending: list[tuple[Path, torch.Tensor]] = []
-
-    def flush():
-        if not pending:
-            return
-        batch = torch.stack([t for _, t in pending]).to(device)
-        probs = batch_probabilities(ckpt.model, batch, info, tta).cpu().numpy()
-        for (path, _), p in zip(pending, probs):
+    memory_format = torch.contiguous_format
+    if isinstance(model, Checkpoint):
+        net, device = model.model, next(model.model.parameters()).device
+        if channels_last:
+            memory_format = torch.channels_last
+            net.to(memory_format=memory_format)
+    else:
+        net, device = model, model.device
+    start = 0
+    for items in image_batches(files, eval_transform(info), batch_size, num_workers):
+        images = [x for x, _ in items if x is not None]
+        probs = iter(())
+        if images:
+            batch = torch.stack(images).to(device, memory_format=memory_format)
+            probs = iter(batch_probabilities(net, batch, info, tta).cpu().numpy())
+        for path, (image, error) in zip(files[start : start + len(items)], items):
+            if image is None:
+                yield Prediction(str(path), "", float("nan"), threshold, error=error)
+                continue
+            p = next(probs)
             label = decide(p, info, threshold)
             score = p[info.positive_index] if info.positive_index is not None else p[info.classes.index(label)]
             yield Prediction(str(path), label, float(score), threshold, dict(zip(info.classes, map(float, p))))
-        pending.clear()
-
-    for path in files:
-        try:
-            pending.append((path, transform(read_image(path))))
-        except CovidlensError as exc:
-            yield from flush()
-            yield Prediction(str(path), "", float("nan"), threshold, error=str(exc))
-            continue
-        if len(pending) == batch_size:
-            yield from flush()
-    yield from flush()
+        start += len(items)
 
 
 def predict(
-    checkpoint: Checkpoint | str | Path,
+    checkpoint: Checkpoint | OnnxModel | str | Path,
     paths: Iterable[str | Path],
     threshold: float | None = None,
     batch_size: int = 16,
     tta: bool | None = None,
+    *,
+    backend: str | None = None,
+    num_workers: int | None = None,
+    channels_last: bool = False,
 ) -> list[Prediction]:
     """Every prediction of :func:`iter_predictions` as a list."""
-    return list(iter_predictions(checkpoint, paths, threshold, batch_size, tta))
+    return list(iter_predictions(checkpoint, paths, threshold, batch_size, tta, backend=backend,
+                                 num_workers=num_workers, channels_last=channels_last))
 
 
 def class_probabilities(ckpt: Checkpoint, samples, batch_size: int = 32, tta: bool = False) -> np.ndarray:

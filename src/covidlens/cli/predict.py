@@ -6,8 +6,8 @@ import argparse
 import csv
 import json
 import math
+from contextlib import ExitStack
 from dataclasses import asdict
-from pathlib import Path
 
 from covidlens.cli.common import batch_status, check_output_folder
 from covidlens.errors import CovidlensError
@@ -16,7 +16,15 @@ from covidlens.errors import CovidlensError
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="class probabilities and decision for image files or folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + model.json)")
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint folder (model.safetensors + model.json) or an exported .onnx file")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"],
+                   help="engine: torch (eager PyTorch) or onnxruntime (default: torch for a folder, onnxruntime "
+                        "for an .onnx file; a folder run on onnxruntime is exported in memory first)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the model runs (default cpu)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes decoding and resizing images (default: one per spare core, at most 4; 0: none)")
     p.add_argument("--threshold", type=float, help="decision threshold on P(positive class)")
     p.add_argument("--operating-point", choices=["0.5", "sensitivity"], default="0.5",
                    help="'sensitivity' uses the threshold chosen on validation for the target sensitivity")
@@ -27,21 +35,21 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _record(row) -> dict:
+def _record(row, classes: list[str]) -> dict:
     record = asdict(row)
     probabilities = record.pop("probabilities")
     if isinstance(record["probability"], float) and math.isnan(record["probability"]):
         record["probability"] = None
-    return record | {f"p_{name}": p for name, p in probabilities.items()}
+    return record | {f"p_{name}": probabilities.get(name) for name in classes}
 
 
 def run(args) -> int:
-    from covidlens.checkpoint import load_checkpoint
     from covidlens.inference import iter_predictions
+    from covidlens.runtime import open_model
 
     check_output_folder(args.csv, args.json)
-    ckpt = load_checkpoint(args.checkpoint)
-    info = ckpt.info
+    model = open_model(args.checkpoint, args.backend, device=args.device)
+    info = model.info
     threshold = args.threshold
     if threshold is None and args.operating_point == "sensitivity":
         if info.sensitivity_threshold is None:
@@ -49,20 +57,32 @@ def run(args) -> int:
         threshold = info.sensitivity_threshold
     score = f"P({info.positive_class})" if info.positive_class else "P(label)"
     print(f"{'image':<60}  {score:>10}  decision")
-    rows = []
-    for row in iter_predictions(ckpt, args.paths, threshold=threshold, tta=args.tta):
-        rows.append(row)
-        shown = row.path if len(row.path) <= 60 else "..." + row.path[-57:]
-        if row.error:
-            print(f"{shown:<60}  {'-':>10}  error: {row.error}", flush=True)
-        else:
-            print(f"{shown:<60}  {row.probability:10.3f}  {row.label}", flush=True)
-    records = [_record(r) for r in rows]
-    if args.csv:
-        with open(args.csv, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
-    if args.json:
-        Path(args.json).write_text(json.dumps(records, indent=2) + "\n")
-    return batch_status(sum(1 for r in rows if r.error), len(rows))
+    total = failed = 0
+    with ExitStack() as files:
+        # Rows go to the files as they come, so memory stays flat over any number of images.
+        table = json_out = None
+        if args.csv:
+            table = csv.DictWriter(files.enter_context(open(args.csv, "w", newline="")),
+                                   fieldnames=["path", "label", "probability", "threshold", "error",
+                                               *[f"p_{c}" for c in info.classes]])
+            table.writeheader()
+        if args.json:
+            json_out = files.enter_context(open(args.json, "w"))
+            json_out.write("[")
+        for row in iter_predictions(model, args.paths, threshold=threshold, tta=args.tta, batch_size=args.batch_size,
+                                    num_workers=args.workers):
+            shown = row.path if len(row.path) <= 60 else "..." + row.path[-57:]
+            if row.error:
+                print(f"{shown:<60}  {'-':>10}  error: {row.error}", flush=True)
+            else:
+                print(f"{shown:<60}  {row.probability:10.3f}  {row.label}", flush=True)
+            record = _record(row, info.classes)
+            if table:
+                table.writerow(record)
+            if json_out:
+                json_out.write((",\n  " if total else "\n  ") + json.dumps(record))
+            total += 1
+            failed += bool(row.error)
+        if json_out:
+            json_out.write("\n]\n")
+    return batch_status(failed, total)
