@@ -25,7 +25,7 @@ from covidlens.data.io import MAX_PIXELS
 from covidlens.errors import CovidlensError
 from covidlens.serve import pipeline, schemas
 from covidlens.serve.errors import ApiError, UploadAborted
-from covidlens.serve.pool import InferencePool, JobTimeout, QueueFull
+from covidlens.serve.pool import Batchable, InferencePool, JobTimeout, QueueFull
 from covidlens.serve.uploads import MIN_SIDE, UploadLimits, receive_upload
 
 log = logging.getLogger("covidlens.serve")
@@ -122,7 +122,7 @@ def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None)
                       operating_point: Literal["default", "sensitivity"] = Point):
         """Class probabilities and the decision at the operating point."""
         options = pipeline.Options(model=model, modality=modality, operating_point=operating_point)
-        return await _serve(request, "predict", "classifier", pipeline.predict_job, options)
+        return await _serve(request, "predict", "classifier", PREDICT, options)
 
     @app.post("/v1/explain", response_model=schemas.ExplainResponseV1, responses=_ERRORS,
               openapi_extra=upload_body, tags=["screening"])
@@ -150,6 +150,12 @@ def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None)
         return await _serve(request, "quantify", "lesion", pipeline.quantify_job, options)
 
     return app
+
+
+#: Predict requests waiting together share one forward pass (see covidlens.serve.pool).
+# Looked up at call time, so a test (or an embedding application) can replace either function.
+PREDICT = Batchable(lambda models, *args: pipeline.predict_job(models, *args),
+                    lambda models, requests: pipeline.predict_many(models, requests), max_batch=pipeline.BATCH)
 
 
 async def _serve(request: Request, name: str, needs: str, job, options: pipeline.Options):

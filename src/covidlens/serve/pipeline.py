@@ -260,19 +260,69 @@ def quantify_job(models: ServedModels, upload: Upload, options: Options) -> sche
 # --- pieces --------------------------------------------------------------------------------------
 
 
-def _predict(models: ServedModels, upload: Upload, scan: Scan, options: Options):
-    """The prediction response and the 8-bit image it was decided on (a volume's decisive slice)."""
+def predict_many(models: ServedModels, requests: list[tuple[Upload, Options]]) -> list:
+    """:func:`predict_job` for several requests at once (the worker pool's batching): single images
+    bound for the same classifier share one forward pass; volumes run on their own. One response or
+    exception per request, in order, so one bad upload fails only its own request."""
+    results: list = [None] * len(requests)
+    shared: dict[str, list] = {}
+    for i, (upload, options) in enumerate(requests):
+        try:
+            with opened_scan(upload) as (scan, _):
+                if scan.ndim != 2:
+                    results[i] = _predict(models, upload, scan, options)[0]
+                    continue
+                prepared = _prepare(models, upload, scan, options)
+                shared.setdefault(prepared.modality.used, []).append((i, prepared))
+        except Exception as exc:  # noqa: BLE001  (handed to that request's handler, which answers it)
+            results[i] = exc
+    for model_id, items in shared.items():
+        ckpt = models.classifiers[model_id]
+        try:
+            probs = _probabilities(ckpt, [prepared.images[0] for _, prepared in items])
+            for (i, prepared), p in zip(items, probs):
+                results[i] = _respond(prepared, p[None])[0]
+        except Exception as exc:  # noqa: BLE001
+            for i, _ in items:
+                results[i] = exc
+    return results
+
+
+@dataclass
+class _Prepared:
+    upload: Upload
+    scan: Scan
+    options: Options
+    modality: schemas.ModalityV1
+    ckpt: Checkpoint
+    threshold: float | None
+    statement: str
+    images: list
+
+
+def _prepare(models: ServedModels, upload: Upload, scan: Scan, options: Options) -> _Prepared:
     available = [options.model] if options.model is not None else list(models.classifiers)
     modality = resolve_modality(scan, available, options, "screens")
     ckpt = models.classifiers[modality.used]
-    info = ckpt.info
     threshold, statement = _operating_point(ckpt, options.operating_point)
     if scan.ndim == 3 and modality.used == "cxr":
         raise ApiError(422, "volume_not_accepted",
                        "The upload is a 3-D volume, but a chest X-ray is one image; send the radiograph on its own.")
     grey = to_uint8(scan)
     images = [Image.fromarray(s, mode="L") for s in (grey if scan.ndim == 3 else [grey])]
-    probs = _probabilities(ckpt, images)
+    return _Prepared(upload, scan, options, modality, ckpt, threshold, statement, images)
+
+
+def _predict(models: ServedModels, upload: Upload, scan: Scan, options: Options):
+    """The prediction response and the 8-bit image it was decided on (a volume's decisive slice)."""
+    prepared = _prepare(models, upload, scan, options)
+    return _respond(prepared, _probabilities(prepared.ckpt, prepared.images))
+
+
+def _respond(prepared: _Prepared, probs: np.ndarray):
+    upload, scan, options, modality = prepared.upload, prepared.scan, prepared.options, prepared.modality
+    ckpt, threshold, statement, images = prepared.ckpt, prepared.threshold, prepared.statement, prepared.images
+    info = ckpt.info
     decisions = [decide(p, info, threshold) for p in probs]
     pos = info.positive_index
     if scan.ndim == 3:

@@ -6,6 +6,12 @@ Requests are admitted before their body is read: at most ``workers + queue_size`
 at once (running, waiting, or still uploading), which bounds memory; the next is refused at once with
 :class:`QueueFull`, which the app answers with 503 and Retry-After. Admitted jobs run in arrival order.
 
+Requests that can share a forward pass (a :class:`Batchable` job function: predict on single images)
+are run together: a worker that takes one such job also takes the jobs of the same function waiting
+right behind it, up to ``max_batch``, and answers each on its own. On a CPU a batch of 16 costs much
+less than 16 single passes, so under a burst the queue drains faster and the tail latency drops;
+a lone request is not held back waiting for company.
+
 A job that outlives its request's time limit is answered 504, but the thread cannot be stopped: its
 admission is released only when the job really ends, so the bound stays true.
 """
@@ -32,6 +38,27 @@ class QueueFull(Exception):
 
 class JobTimeout(Exception):
     pass
+
+
+class Batchable:
+    """A job function that can also run the arguments of several requests at once.
+
+    ``single(state, *args)`` answers one request; ``many(state, [args, ...])`` answers several and
+    returns one result or exception per request, in order (one request's bad upload must not fail
+    the others).
+    """
+
+    def __init__(self, single: Callable[..., Any], many: Callable[[Any, list[tuple]], list[Any]], max_batch: int = 16):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.single, self.many, self.max_batch = single, many, max_batch
+        self.__name__ = getattr(single, "__name__", "batchable")
+
+    def __call__(self, state: Any, *args: Any) -> Any:
+        return self.single(state, *args)
+
+
+_STOP = object()
 
 
 class Ticket:
@@ -106,27 +133,74 @@ class InferencePool:
         return Ticket(self)
 
     def _work(self, state: Any) -> None:
+        held = None
         while True:
-            job = self._jobs.get()
-            if job is None:
+            job, held = (held if held is not None else self._jobs.get()), None
+            if job is _STOP:
                 return
-            fn, args, future, ticket = job
-            start = time.perf_counter()
-            try:
-                if future.set_running_or_notify_cancel():
-                    future.set_result(fn(state, *args))
-            except BaseException as exc:  # the request answers 500; the worker lives on
-                future.set_exception(exc)
-            finally:
-                seconds = time.perf_counter() - start
-                self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
-                ticket._release()
+            fn = job[0]
+            if not isinstance(fn, Batchable) or fn.max_batch == 1:
+                self._run_one(state, job)
+                continue
+            group = [job]
+            while len(group) < fn.max_batch:
+                try:
+                    following = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if following is not _STOP and following[0] is fn:
+                    group.append(following)
+                else:  # another kind of job, or the stop: it runs next, in its turn
+                    held = following
+                    break
+            if len(group) == 1:
+                self._run_one(state, job)
+            else:
+                self._run_group(state, fn, group)
+
+    def _run_one(self, state: Any, job) -> None:
+        fn, args, future, ticket = job
+        start = time.perf_counter()
+        try:
+            if future.set_running_or_notify_cancel():
+                future.set_result(fn(state, *args))
+        except BaseException as exc:  # the request answers 500; the worker lives on
+            future.set_exception(exc)
+        finally:
+            self._timed(time.perf_counter() - start)
+            ticket._release()
+
+    def _run_group(self, state: Any, fn: Batchable, group: list) -> None:
+        start = time.perf_counter()
+        live = [job for job in group if job[2].set_running_or_notify_cancel()]
+        try:
+            results = fn.many(state, [job[1] for job in live]) if live else []
+            if len(results) != len(live):
+                raise RuntimeError(f"a batched job gave {len(results)} results for {len(live)} requests")
+            for (_, _, future, _), result in zip(live, results):
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+        except BaseException as exc:  # the whole batch failed: every request in it answers 500
+            for _, _, future, _ in live:
+                if not future.done():
+                    future.set_exception(exc)
+        finally:
+            seconds = (time.perf_counter() - start) / len(group)
+            for _ in group:
+                self._timed(seconds)
+            for job in group:
+                job[3]._release()
+
+    def _timed(self, seconds: float) -> None:
+        self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Refuse new requests, let queued and running jobs finish, then stop the threads."""
         self._accepting = False
         for _ in self._threads:
-            self._jobs.put(None)
+            self._jobs.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
