@@ -52,3 +52,23 @@ def test_channels_last_gives_the_same_probabilities(tiny_run, mixed_folder):
 def test_default_workers_start_none_for_a_single_batch():
     assert default_workers(10, 16) == 0
     assert 1 <= default_workers(1000, 16) <= 4
+
+
+def test_mixed_precision_only_for_a_pytorch_model_on_a_gpu():
+    import contextlib
+
+    import torch
+
+    from covidlens.inference import _mixed_precision
+
+    assert isinstance(_mixed_precision(torch.nn.Linear(2, 1), torch.device("cpu")), contextlib.nullcontext)
+    assert isinstance(_mixed_precision(object(), "cuda"), contextlib.nullcontext)  # ONNX Runtime's own
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_gpu_mixed_precision_stays_close_to_float32(tiny_run, mixed_folder):
+    ckpt = load_checkpoint(tiny_run / "model", device="cuda")
+    gpu = predict(ckpt, [mixed_folder], num_workers=0)
+    cpu = predict(load_checkpoint(tiny_run / "model"), [mixed_folder], num_workers=0)
+    for a, b in zip(gpu, cpu):
+        assert a.error == b.error and (a.error or a.probability == pytest.approx(b.probability, abs=1e-2))

@@ -7,6 +7,7 @@ the most probable class.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,8 @@ def iter_predictions(
         probs = iter(())
         if images:
             batch = torch.stack(images).to(device, memory_format=memory_format)
-            probs = iter(batch_probabilities(net, batch, info, tta).cpu().numpy())
+            with _mixed_precision(net, device):
+                probs = iter(batch_probabilities(net, batch, info, tta).cpu().numpy())
         for path, (image, error) in zip(files[start : start + len(items)], items):
             if image is None:
                 yield Prediction(str(path), "", float("nan"), threshold, error=error)
@@ -177,6 +179,14 @@ def iter_predictions(
             score = p[info.positive_index] if info.positive_index is not None else p[info.classes.index(label)]
             yield Prediction(str(path), label, float(score), threshold, dict(zip(info.classes, map(float, p))))
         start += len(items)
+
+
+def _mixed_precision(net, device):
+    """float16 autocast for a PyTorch model on a GPU (probabilities are computed in float32 after
+    it); nothing on the CPU, where float32 is as fast, or for ONNX Runtime."""
+    if isinstance(net, torch.nn.Module) and str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
 
 
 def predict(
