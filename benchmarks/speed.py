@@ -45,6 +45,7 @@ from torchvision import transforms
 from covidlens.checkpoint import Checkpoint, ModelInfo, load_checkpoint
 from covidlens.data.datasets import dataset_folder
 from covidlens.data.io import read_image
+from covidlens.evaluation.metrics import binary_metrics, bootstrap_ci, paired_bootstrap_difference
 from covidlens.inference import batch_probabilities, default_workers, eval_transform, iter_predictions
 from covidlens.models import create_model, get_model_spec
 from covidlens.runtime import OnnxModel, count_flops
@@ -153,6 +154,9 @@ def measure_model(name: str, args, files, peak: float, trained, scratch: Path) -
     flops = count_flops(ckpt.model, info.input_size, info.in_channels)
     rows: list[dict] = []
 
+    labels = np.array([int(f.parent.name == "CT_COVID") for f in files])
+    scored = name in trained and 0 < labels.sum() < len(labels)
+
     def row(path: str, kind: str, seconds: float, probs: np.ndarray | None = None, reference=None):
         rate = 1.0 / seconds
         rows.append({
@@ -160,6 +164,13 @@ def measure_model(name: str, args, files, peak: float, trained, scratch: Path) -
             "ms_per_image": 1e3 * seconds, "fraction_of_peak": flops * rate / (peak * 1e9),
             "max_abs_dp_vs_fp32": None if probs is None or reference is None else float(np.abs(probs - reference).max()),
         })
+        if scored and probs is not None:
+            # A trained model: does this path keep its test AUC? (images resampled; the paired
+            # difference is against the path this row derives from, on the same resamples)
+            rows[-1]["auc"] = binary_metrics(labels, probs)["auc"]
+            rows[-1]["auc_ci95"] = list(bootstrap_ci(labels, probs)["auc"])
+            if reference is not None:
+                rows[-1]["dauc_vs_reference"] = list(paired_bootstrap_difference(labels, probs, reference))
         print(json.dumps(rows[-1]), flush=True)
 
     seed_s, seed_p = seed_loop(ckpt, files, args.warmup)
@@ -239,16 +250,22 @@ def markdown(result: dict) -> str:
         f"float32 peak measured by a {m['peak_matmul_size']}² matrix product: **{m['peak_gflops']:.1f} GFLOP/s**. "
         f"{m['images']} official COVID-CT test slices, batch {m['batch_size']}, decoding workers: {m['workers']}.",
         "",
-        "| model | path | images/s | ms/image | x seed loop | % of peak | max abs dP |",
-        "|---|---|---|---|---|---|---|",
+        "| model | path | images/s | ms/image | x seed loop | % of peak | max abs dP | test AUC [95% CI], Δ vs its reference (trained models) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         if r["kind"] == "failed":
-            lines.append(f"| {r['model']} | {r['path']} | failed: {r['error']} | | | | |")
+            lines.append(f"| {r['model']} | {r['path']} | failed: {r['error']} | | | | | |")
             continue
         dp = "-" if r["max_abs_dp_vs_fp32"] is None else f"{r['max_abs_dp_vs_fp32']:.1e}"
+        auc = "-"
+        if "auc" in r:
+            auc = f"{r['auc']:.3f} [{r['auc_ci95'][0]:.3f}, {r['auc_ci95'][1]:.3f}]"
+            if "dauc_vs_reference" in r:
+                d, lo, hi = r["dauc_vs_reference"]
+                auc += f", Δ {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
         lines.append(f"| {r['model']} | {r['path']} | {r['images_per_s']:.1f} | {r['ms_per_image']:.1f} | "
-                     f"{r['speedup_vs_seed_loop']:.2f} | {100 * r['fraction_of_peak']:.1f} | {dp} |")
+                     f"{r['speedup_vs_seed_loop']:.2f} | {100 * r['fraction_of_peak']:.1f} | {dp} | {auc} |")
     lines += ["", "max abs dP: largest difference in P(COVID) from the row it derives from (predict PyTorch "
               "against the seed loop, the others against predict PyTorch); on random weights it shows only "
               "that the paths compute the same function. % of peak: model FLOPs x images/s against the float32 "
