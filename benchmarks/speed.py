@@ -103,10 +103,12 @@ def seed_loop(ckpt: Checkpoint, files: list[Path], warmup: int) -> tuple[float, 
 
 def predict_path(source, files: list[Path], batch_size: int, workers: int, channels_last: bool = False):
     """Seconds per image of ``iter_predictions`` over ``files`` (after one warm-up batch), and P(positive)."""
-    list(iter_predictions(source, files[:batch_size], batch_size=batch_size, num_workers=0,
+    # No flip test-time augmentation, whatever the checkpoint says: the seed loop does one pass per image.
+    list(iter_predictions(source, files[:batch_size], batch_size=batch_size, tta=False, num_workers=0,
                           channels_last=channels_last))
     started = time.perf_counter()
-    rows = list(iter_predictions(source, files, batch_size=batch_size, num_workers=workers, channels_last=channels_last))
+    rows = list(iter_predictions(source, files, batch_size=batch_size, tta=False, num_workers=workers,
+                                 channels_last=channels_last))
     elapsed = time.perf_counter() - started
     failed = [r for r in rows if r.error]
     if failed:
