@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, default=32, help="distinct test slices cycled through (half COVID)")
     p.add_argument("--workers", type=int, default=1, help="server inference workers")
     p.add_argument("--queue", type=int, help="server queue size (default: --clients)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch", help="the server's predict engine")
     p.add_argument("--out", default="reports/serve_load")
     return p.parse_args(argv)
 
@@ -73,7 +74,7 @@ def free_port() -> int:
 def start_server(args) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "covidlens.cli", "serve", "--ct-checkpoint", args.ct_checkpoint,
-               "--port", str(port), "--workers", str(args.workers), "--queue", str(args.queue),
+               "--port", str(port), "--workers", str(args.workers), "--queue", str(args.queue), "--backend", args.backend,
                "--log-level", "warning"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

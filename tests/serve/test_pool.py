@@ -122,3 +122,23 @@ def test_concurrent_predicts_through_the_server_match_a_lone_one(live_server, ct
         assert answer["decision"] == lone["decision"]
         for name, p in lone["probabilities"].items():
             assert answer["probabilities"][name] == pytest.approx(p, abs=1e-5)
+
+
+def test_onnxruntime_backend_gives_the_pytorch_answers(checkpoints, ct_models, client_for, real):
+    """--backend onnxruntime: predict scores through an exported model, same probabilities to 1e-4;
+    explain still runs (on PyTorch, which Grad-CAM needs)."""
+    from covidlens.runtime import OnnxModel
+    from covidlens.serve.pipeline import ServedModels
+    from tests.serve.conftest import CT_PNG
+
+    fast = ServedModels.load(ct=checkpoints["ct"], lesion=checkpoints["lesion"], backend="onnxruntime")
+    assert isinstance(fast.runners["ct"], OnnxModel) and not ct_models.runners
+    upload = {"file": ("scan.png", real(CT_PNG), "image/png")}
+    torch_answer = client_for(ct_models).post("/v1/predict", files=upload).json()
+    onnx_client = client_for(fast)
+    onnx_answer = onnx_client.post("/v1/predict", files=upload).json()
+    assert onnx_answer["decision"] == torch_answer["decision"]
+    for name, p in torch_answer["probabilities"].items():
+        assert onnx_answer["probabilities"][name] == pytest.approx(p, abs=1e-4)
+    explained = onnx_client.post("/v1/explain", files=upload)
+    assert explained.status_code == 200 and explained.json()["explanation"]["overlay_png"]

@@ -10,6 +10,9 @@ def add_parser(sub) -> None:
     p.add_argument("--ct-checkpoint", help="CT classifier checkpoint folder (RUN/model)")
     p.add_argument("--cxr-checkpoint", help="chest X-ray classifier checkpoint folder")
     p.add_argument("--lesion-checkpoint", help="CT lesion segmentation checkpoint folder (enables segment and quantify)")
+    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                   help="engine for predict: torch, or onnxruntime (the classifiers are exported in memory at start-up; "
+                        "explain, segment and quantify run PyTorch) (default torch)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -37,7 +40,7 @@ def run(args) -> int:
                              "--max-upload-mb above 0.")
     config = ServeConfig(
         ct_checkpoint=args.ct_checkpoint, cxr_checkpoint=args.cxr_checkpoint, lesion_checkpoint=args.lesion_checkpoint,
-        workers=args.workers, queue_size=args.queue, request_timeout_s=args.timeout,
+        workers=args.workers, queue_size=args.queue, request_timeout_s=args.timeout, backend=args.backend,
         limits=UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_files=args.max_files),
     )
     run_server(config, host=args.host, port=args.port, log_level=args.log_level)

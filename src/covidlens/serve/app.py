@@ -49,6 +49,8 @@ class ServeConfig:
     #: Seconds a request may wait and run before it is answered 504.
     request_timeout_s: float = 120.0
     limits: UploadLimits = field(default_factory=UploadLimits)
+    #: Engine for predict: "torch" or "onnxruntime" (explain, segment and quantify run PyTorch).
+    backend: str = "torch"
 
 
 _ERRORS = {status: {"model": schemas.ErrorResponseV1} for status in (400, 404, 413, 415, 422, 500, 503, 504)}
@@ -56,7 +58,8 @@ _ERRORS = {status: {"model": schemas.ErrorResponseV1} for status in (400, 404, 4
 
 def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None) -> FastAPI:
     """The app for ``config``; ``models`` already loaded may be passed instead of the checkpoint paths."""
-    served = models or pipeline.ServedModels.load(config.ct_checkpoint, config.cxr_checkpoint, config.lesion_checkpoint)
+    served = models or pipeline.ServedModels.load(config.ct_checkpoint, config.cxr_checkpoint, config.lesion_checkpoint,
+                                                  config.backend)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +56,14 @@ class ServedModels:
 
     classifiers: dict[str, Checkpoint]
     lesion: Checkpoint | None = None
+    #: Engines that score predict requests instead of the checkpoint's PyTorch model (an
+    #: :class:`~covidlens.runtime.OnnxModel` per classifier with ``--backend onnxruntime``); explain
+    #: always runs PyTorch, which Grad-CAM needs. ONNX Runtime sessions may be shared between threads.
+    runners: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, ct: str | Path | None = None, cxr: str | Path | None = None,
-             lesion: str | Path | None = None) -> "ServedModels":
+             lesion: str | Path | None = None, backend: str = "torch") -> "ServedModels":
         """Load and check each checkpoint for its role; one sentence for the first that does not fit."""
         if ct is None and cxr is None:
             raise CovidlensError("give at least one classifier: --ct-checkpoint and/or --cxr-checkpoint.")
@@ -82,14 +86,20 @@ class ServedModels:
                     f"{lesion} is a {segmenter.info.modality.upper()} {segmenter.info.task} model, but "
                     "--lesion-checkpoint needs a CT lesion segmentation model."
                 )
-        return cls(classifiers, segmenter)
+        runners = {}
+        if backend != "torch":
+            from covidlens.runtime import open_model
+
+            runners = {modality: open_model(ckpt, backend) for modality, ckpt in classifiers.items()}
+        return cls(classifiers, segmenter, runners)
 
     def replicate(self) -> "ServedModels":
         """Copies of every model for another worker (Grad-CAM hooks must not cross requests)."""
         def twin(ckpt: Checkpoint) -> Checkpoint:
             return Checkpoint(copy.deepcopy(ckpt.model).eval(), ckpt.info, ckpt.path)
 
-        return ServedModels({k: twin(c) for k, c in self.classifiers.items()}, twin(self.lesion) if self.lesion else None)
+        return ServedModels({k: twin(c) for k, c in self.classifiers.items()}, twin(self.lesion) if self.lesion else None,
+                            dict(self.runners))
 
     def ids(self) -> list[str]:
         return [*self.classifiers, *(["lesion"] if self.lesion else [])]
@@ -279,7 +289,7 @@ def predict_many(models: ServedModels, requests: list[tuple[Upload, Options]]) -
     for model_id, items in shared.items():
         ckpt = models.classifiers[model_id]
         try:
-            probs = _probabilities(ckpt, [prepared.images[0] for _, prepared in items])
+            probs = _probabilities(ckpt, [prepared.images[0] for _, prepared in items], models.runners.get(model_id))
             for (i, prepared), p in zip(items, probs):
                 results[i] = _respond(prepared, p[None])[0]
         except Exception as exc:  # noqa: BLE001
@@ -316,7 +326,7 @@ def _prepare(models: ServedModels, upload: Upload, scan: Scan, options: Options)
 def _predict(models: ServedModels, upload: Upload, scan: Scan, options: Options):
     """The prediction response and the 8-bit image it was decided on (a volume's decisive slice)."""
     prepared = _prepare(models, upload, scan, options)
-    return _respond(prepared, _probabilities(prepared.ckpt, prepared.images))
+    return _respond(prepared, _probabilities(prepared.ckpt, prepared.images, models.runners.get(prepared.modality.used)))
 
 
 def _respond(prepared: _Prepared, probs: np.ndarray):
@@ -347,12 +357,12 @@ def _respond(prepared: _Prepared, probs: np.ndarray):
     return response, images[best]
 
 
-def _probabilities(ckpt: Checkpoint, images: list[Image.Image]) -> np.ndarray:
+def _probabilities(ckpt: Checkpoint, images: list[Image.Image], runner=None) -> np.ndarray:
     transform = eval_transform(ckpt.info)
     out = []
     for start in range(0, len(images), BATCH):
         batch = torch.stack([transform(im) for im in images[start:start + BATCH]])
-        out.append(batch_probabilities(ckpt.model, batch, ckpt.info, ckpt.info.tta).cpu().numpy())
+        out.append(batch_probabilities(runner or ckpt.model, batch, ckpt.info, ckpt.info.tta).cpu().numpy())
     return np.concatenate(out)
 
 
