@@ -99,3 +99,21 @@ def test_interval_of_identical_slices_has_no_width():
     lo, hi = ci["mean_dice/infection"]
     assert lo == hi == pytest.approx(2 * 9 / (16 + 9))
     assert all(not math.isnan(v) for v in ci["pooled_iou/infection"])
+
+
+def test_boundary_distances_measure_the_worst_boundary_error_in_pixels():
+    from covidlens.evaluation.segmentation import boundary_distances, distance_summary
+
+    truth = np.zeros((20, 20), int)
+    truth[5:10, 5:10] = 1
+    wider = np.zeros_like(truth)
+    wider[5:10, 5:13] = 1  # three columns too many on one side
+    d = boundary_distances(truth, wider, 2)
+    assert np.isnan(d[0]).all()
+    assert d[1, 1] == pytest.approx(3.0)
+    assert 0 < d[1, 0] <= d[1, 1]
+    assert np.isnan(boundary_distances(truth, np.zeros_like(truth), 2)[1]).all()  # nothing predicted: undefined
+    values, ci = distance_summary(np.stack([d, boundary_distances(truth, truth, 2)]), ["background", "lung"], [0, 1], 50)
+    assert values["distance_slices/lung"] == 2
+    assert values["mean_hausdorff/lung"] == pytest.approx(1.5)
+    assert ci["mean_hausdorff/lung"][0] <= 1.5 <= ci["mean_hausdorff/lung"][1]

@@ -68,7 +68,7 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from covidlens.evaluation.segmentation import evaluate_segmentation, format_table
+    from covidlens.evaluation.segmentation import evaluate_segmentation, format_distances, format_table
 
     check_output_folder(args.out)
     result = evaluate_segmentation(
@@ -78,6 +78,7 @@ def run_evaluate(args) -> int:
     print(f"{result['dataset']} / {result['split']}: {result['n_slices']} slices; intervals resample "
           f"{result['bootstrap_resamples_what']}")
     print(format_table(result))
+    print(format_distances(result))
     if args.out:
         print(f"report: {args.out}")
     return 0

@@ -19,6 +19,11 @@ Intervals are percentile bootstrap intervals over slices: whole groups (``Sample
 where the set knows them; for MedSeg each slice is its own group) are drawn with replacement,
 ``rng.integers(0, n_groups, n_groups)`` per resample with ``rng = default_rng(seed)``, the scheme
 of :mod:`covidlens.evaluation.metrics` (whose helpers resample class labels, not slices).
+
+Boundary distances (MONAI's ``compute_hausdorff_distance``, in pixels of the mask's own grid): the
+Hausdorff distance (the worst boundary error) and its 95th percentile (HD95, robust to a stray
+pixel), per slice and foreground class, averaged over the slices where both truth and prediction hold
+the class (a distance to nothing is undefined); the report says how many slices that is.
 """
 
 from __future__ import annotations
@@ -136,6 +141,54 @@ def bootstrap_intervals(
     return out
 
 
+DISTANCES = ("hd95", "hausdorff")
+
+
+def boundary_distances(truth: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """K x 2 (HD95, Hausdorff) in pixels for one slice; row 0 (background) and classes missing from
+    the truth or the prediction are NaN."""
+    import warnings
+
+    import torch
+    from monai.metrics import compute_hausdorff_distance
+
+    out = np.full((num_classes, 2), np.nan)
+    t = torch.as_tensor(np.asarray(truth, dtype=np.int64))
+    p = torch.as_tensor(np.asarray(pred, dtype=np.int64))
+    for k in range(1, num_classes):
+        tk, pk = (t == k)[None, None], (p == k)[None, None]
+        if not tk.any() or not pk.any():
+            continue
+        for j, percentile in enumerate((95, None)):
+            with warnings.catch_warnings():  # MONAI 1.5 warns about its own internal argument
+                warnings.simplefilter("ignore", FutureWarning)
+                value = compute_hausdorff_distance(pk, tk, include_background=True, percentile=percentile)
+            out[k, j] = float(value[0, 0])
+    return out
+
+
+def distance_summary(
+    distances: np.ndarray, class_names: Sequence[str], groups: Sequence[Hashable], n_boot: int, seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """Mean HD95 and Hausdorff per foreground class over the slices where they are defined, with
+    percentile-bootstrap intervals resampling whole groups, and the number of such slices."""
+    weights = _group_weights(groups, n_boot, seed)
+    values: dict[str, float] = {}
+    ci: dict[str, tuple[float, float]] = {}
+    for k, name in enumerate(class_names):
+        if k == 0:
+            continue
+        for j, metric in enumerate(DISTANCES):
+            d = distances[:, k, j]
+            defined = ~np.isnan(d)
+            values[f"mean_{metric}/{name}"] = float(d[defined].mean()) if defined.any() else float("nan")
+            means = _ratio(weights @ np.where(defined, d, 0.0), weights @ defined.astype(float))
+            ci[f"mean_{metric}/{name}"] = _interval(means, alpha)
+        values[f"distance_slices/{name}"] = int((~np.isnan(distances[:, k, 0])).sum())
+    return values, ci
+
+
 def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
     values = values[~np.isnan(values)]
     if not len(values):
@@ -199,6 +252,7 @@ def evaluate_segmentation(
         (out / "overlays").mkdir(parents=True, exist_ok=True)
     k = len(info.classes)
     counts = np.zeros((len(samples), k, 4), dtype=np.int64)
+    distances = np.full((len(samples), k, 2), np.nan)
     figures = []
     for start in range(0, len(samples), 8):
         chunk = samples[start : start + 8]
@@ -207,6 +261,7 @@ def evaluate_segmentation(
         for i, (sample, (image, truth), p) in enumerate(zip(chunk, pairs, probs), start=start):
             pred = p.argmax(0)
             counts[i] = confusion_counts(truth, pred, k)
+            distances[i] = boundary_distances(truth, pred, k)
             if out is not None and overlays:
                 png = f"overlays/{i:03d}_{sample.path.stem}.png"
                 dice = ratios(counts[i], empty_truth)["dice"][1:]
@@ -214,6 +269,7 @@ def evaluate_segmentation(
                 render_panel(np.asarray(image), truth, pred, info.classes, out / png, title=f"{sample.group}  {caption}")
                 figures.append((sample.group, png, caption))
     groups = [s.group for s in samples]
+    distance_values, distance_ci = distance_summary(distances, info.classes, groups, n_boot, seed=seed)
     result = {
         "dataset": table.name,
         "split": split,
@@ -228,10 +284,12 @@ def evaluate_segmentation(
         "bootstrap_resamples_what": f"{table.group_kind} groups ({len(set(groups))} of them)",
         "metrics": summarise(counts, info.classes, empty_truth),
         "ci95": {key: list(v) for key, v in bootstrap_intervals(counts, info.classes, groups, n_boot, seed=seed, empty_truth=empty_truth).items()},
+        "distances": distance_values,
+        "distances_ci95": {key: list(v) for key, v in distance_ci.items()},
     }
     per_slice = ratios(counts, empty_truth)
     if out is not None:
-        _write_report(result, samples, counts, per_slice, out)
+        _write_report(result, samples, counts, per_slice, out, distances)
         if overlays:
             write_gallery(figures, out / "index.html", f"{info.model} on {table.name} / {split}",
                           note="Each row: slice, truth, prediction. Red: class 1, blue: class 2. "
@@ -263,7 +321,20 @@ def format_table(result: dict) -> str:
     return "\n".join(rows)
 
 
-def _write_report(result: dict, samples, counts: np.ndarray, per_slice: dict, out: Path) -> None:
+def format_distances(result: dict) -> str:
+    """Markdown: mean HD95 and Hausdorff distance (pixels) per foreground class, with intervals."""
+    d, ci = result["distances"], result["distances_ci95"]
+    rows = ["| class | slices with both | mean HD95 (px) | mean Hausdorff (px) |", "|---|---|---|---|"]
+    for c in result["classes"][1:]:
+        cells = []
+        for metric in DISTANCES:
+            key = f"mean_{metric}/{c}"
+            cells.append("n/a" if d[key] != d[key] else f"{d[key]:.1f} [{ci[key][0]:.1f}, {ci[key][1]:.1f}]")
+        rows.append(f"| {c} | {d[f'distance_slices/{c}']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _write_report(result: dict, samples, counts: np.ndarray, per_slice: dict, out: Path, distances: np.ndarray) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(json_safe(result), indent=2) + "\n")
     empty = ", ".join(f"{c} {n}" for c, n in result["empty_truth_slices"].items())
@@ -281,6 +352,10 @@ def _write_report(result: dict, samples, counts: np.ndarray, per_slice: dict, ou
         "",
         format_table(result),
         "",
+        "Boundary distances in pixels of the mask's grid, over the slices where truth and prediction both hold the class:",
+        "",
+        format_distances(result),
+        "",
     ]
     (out / "metrics.md").write_text("\n".join(text))
     classes = result["classes"]
@@ -288,12 +363,14 @@ def _write_report(result: dict, samples, counts: np.ndarray, per_slice: dict, ou
         writer = csv.writer(handle)
         header = ["path", "group"]
         for c in classes[1:]:
-            header += [f"{m}/{c}" for m in METRICS] + [f"truth_pixels/{c}", f"predicted_pixels/{c}"]
+            header += [f"{m}/{c}" for m in METRICS] + [f"{m}/{c}" for m in DISTANCES]
+            header += [f"truth_pixels/{c}", f"predicted_pixels/{c}"]
         writer.writerow(header)
         for i, sample in enumerate(samples):
             row = [str(sample.path), sample.group]
             for j in range(1, len(classes)):
                 row += ["" if np.isnan(per_slice[m][i, j]) else f"{per_slice[m][i, j]:.6f}" for m in METRICS]
+                row += ["" if np.isnan(distances[i, j, m]) else f"{distances[i, j, m]:.3f}" for m in range(len(DISTANCES))]
                 tp, fp, fn, _ = counts[i, j]
                 row += [int(tp + fn), int(tp + fp)]
             writer.writerow(row)
