@@ -96,6 +96,13 @@ def resolve_positive_class(config: TrainConfig, table) -> str | None:
     return chosen
 
 
+def input_channels(config: TrainConfig, spec) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """Channels the network reads (its ``in_channels`` argument, 3 when it has none) and the
+    registered normalisation cut to that many channels (a 1-channel model gets the grey image)."""
+    channels = int(config.model.kwargs.get("in_channels", 3))
+    return channels, tuple(spec.mean[:channels]), tuple(spec.std[:channels])
+
+
 def build_datamodule(config: TrainConfig, table=None):
     spec = get_model_spec(config.model.name)
     size = config.model.input_size or spec.input_size
@@ -107,11 +114,12 @@ def build_datamodule(config: TrainConfig, table=None):
     if table.task != "classification":
         raise CovidlensError(f"data set {table.name!r} is a {table.task} set; a classifier trains on a classification set.")
     a = config.augment
+    channels, mean, std = input_channels(config, spec)
     train_tf = TrainPreset(
-        size, spec.mean, spec.std, 3, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
+        size, mean, std, channels, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
         a.noise_std,
     )
-    eval_tf = EvalPreset(size, spec.mean, spec.std, 3)
+    eval_tf = EvalPreset(size, mean, std, channels)
     collate = None
     if a.mixing != "none" and a.mixing_prob > 0:
         collate = MixingCollate(max(len(table.classes), 2), a.mixing, a.mixing_prob, a.mixing_alpha, seed=config.seed)
@@ -223,6 +231,7 @@ def train(
 def export_model(module, config, table, spec, size, num_outputs, positive, folder: Path, dm) -> Checkpoint:
     """Save the network as safetensors with its description and the validation-chosen threshold."""
     model = module.model.cpu().eval()
+    channels, mean, std = input_channels(config, spec)
     info = ModelInfo(
         model=config.model.name,
         task="classification",
@@ -230,8 +239,9 @@ def export_model(module, config, table, spec, size, num_outputs, positive, folde
         classes=list(table.classes),
         positive_class=positive,
         input_size=size,
-        mean=list(spec.mean),
-        std=list(spec.std),
+        mean=list(mean),
+        std=list(std),
+        in_channels=channels,
         num_outputs=num_outputs,
         model_kwargs=dict(config.model.kwargs),
         tta=config.eval.tta,
