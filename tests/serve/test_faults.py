@@ -35,15 +35,24 @@ def _wait_for(condition, seconds: float = 10.0) -> None:
 
 
 def _held_job(monkeypatch):
-    """predict_job that waits for the returned event before doing the real work."""
+    """predict_job and predict_many wait for the returned event before doing the real work.
+
+    Both are held: requests that reach the queue before the worker takes the first one are run
+    together through predict_many, and holding only predict_job let such a pair finish at once (the
+    full-queue test then never saw two requests admitted, a race CI lost once)."""
     release = threading.Event()
-    real_job = pipeline.predict_job
+    real_job, real_many = pipeline.predict_job, pipeline.predict_many
 
     def held(models, upload, options):
         release.wait(20)
         return real_job(models, upload, options)
 
+    def held_many(models, requests):
+        release.wait(20)
+        return real_many(models, requests)
+
     monkeypatch.setattr(pipeline, "predict_job", held)
+    monkeypatch.setattr(pipeline, "predict_many", held_many)
     return release
 
 
