@@ -28,7 +28,7 @@ def test_predict_writes_table_csv_and_json(tiny_run, covid_ct, tmp_path, capsys)
     assert "P(COVID)" in capsys.readouterr().out
     rows = json.loads(out_json.read_text())
     assert len(rows) == 2 and all(0 <= r["probability"] <= 1 for r in rows)
-    assert out_csv.read_text().splitlines()[0] == "path,label,probability,threshold,error,p_NonCOVID,p_COVID"
+    assert out_csv.read_text().splitlines()[0] == "path,label,probability,threshold,error,refused,modality,p_NonCOVID,p_COVID"
 
 
 def test_evaluate_writes_a_report(tiny_run, data_root, tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 Every model, binary or K-class, yields one probability per class. A model with a named positive class
 (P(COVID)) decides by its threshold on that class's probability; a K-class model without one takes
-the most probable class.
+the most probable class. Before any verdict each image goes through the modality check
+(:mod:`covidlens.modality`): a chest X-ray given to a CT model, or a picture that is neither, is refused
+with one sentence instead of getting a probability.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import numpy as np
 import torch
 
 from covidlens.checkpoint import Checkpoint, ModelInfo
-from covidlens.data.io import list_images, read_image
+from covidlens.data.intensity import display_image
+from covidlens.data.io import list_images, read_scan
 from covidlens.data.transforms import EvalPreset
 from covidlens.errors import CovidlensError
+from covidlens.modality import ModalityCheck, check_scan, mismatch_message
 from covidlens.runtime import OnnxModel, open_model
 
 
@@ -32,7 +36,12 @@ class Prediction:
     probability: float
     threshold: float | None
     probabilities: dict[str, float] = field(default_factory=dict)
+    #: Why the row has no decision: the file could not be read, or the modality check refused it.
     error: str = ""
+    #: True when the modality check refused the image (``error`` then holds its sentence).
+    refused: bool = False
+    #: What the modality check found (``ct``, ``cxr`` or ``other``); "" when it did not run.
+    modality: str = ""
 
 
 def eval_transform(info: ModelInfo) -> EvalPreset:
@@ -73,24 +82,29 @@ def decide(probs: np.ndarray, info: ModelInfo, threshold: float | None) -> str:
 
 
 class ImageFiles(torch.utils.data.Dataset):
-    """Image files decoded and put through a transform, for a DataLoader's workers.
+    """Image files decoded, checked for modality and put through a transform, for a DataLoader's workers.
 
-    An item is ``(tensor, "")``, or ``(None, reason)`` for a file covidlens cannot read, so that one bad
-    file becomes one row instead of stopping the loader.
+    An item is ``(tensor, "", check)``, or ``(None, reason, None)`` for a file covidlens cannot read, so
+    that one bad file becomes one row instead of stopping the loader. ``check`` is the
+    :class:`~covidlens.modality.ModalityCheck` when ``check_modality`` is on, otherwise None.
     """
 
-    def __init__(self, files: list[Path], transform):
+    def __init__(self, files: list[Path], transform, check_modality: bool = False):
         self.files = files
         self.transform = transform
+        self.check_modality = check_modality
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, ModalityCheck | None]:
         try:
-            return self.transform(read_image(self.files[index])), ""
+            scan = read_scan(self.files[index])
+            image = display_image(scan)
+            check = check_scan(scan, image) if self.check_modality else None
+            return self.transform(image), "", check
         except CovidlensError as exc:
-            return None, str(exc)
+            return None, str(exc), None
 
 
 def _as_list(items):
@@ -106,15 +120,16 @@ def default_workers(n_files: int, batch_size: int) -> int:
     return max(1, min(4, cores - 1))
 
 
-def image_batches(files: list[Path], transform, batch_size: int, num_workers: int | None = None):
-    """Batches of ``(tensor or None, error)`` pairs in file order, decoded by ``num_workers`` processes
-    (None: :func:`default_workers`). At most two batches per worker wait in memory."""
+def image_batches(files: list[Path], transform, batch_size: int, num_workers: int | None = None,
+                  check_modality: bool = False):
+    """Batches of ``(tensor or None, error, modality check or None)`` in file order, decoded by
+    ``num_workers`` processes (None: :func:`default_workers`). At most two batches per worker wait in memory."""
     if batch_size < 1:
         raise CovidlensError(f"batch size must be at least 1, got {batch_size}.")
     workers = default_workers(len(files), batch_size) if num_workers is None else num_workers
     if workers < 0:
         raise CovidlensError(f"the number of workers must be 0 or more, got {workers}.")
-    return torch.utils.data.DataLoader(ImageFiles(files, transform), batch_size=batch_size, num_workers=workers,
+    return torch.utils.data.DataLoader(ImageFiles(files, transform, check_modality), batch_size=batch_size, num_workers=workers,
                                        collate_fn=_as_list)
 
 
@@ -128,6 +143,7 @@ def iter_predictions(
     backend: str | None = None,
     num_workers: int | None = None,
     channels_last: bool = False,
+    check_modality: bool = True,
 ) -> Iterator[Prediction]:
     """Predictions for every image under ``paths`` (files or folders), yielded as each batch is done.
 
@@ -139,6 +155,8 @@ def iter_predictions(
     :class:`~covidlens.runtime.OnnxModel`; ``backend`` (``torch`` or ``onnxruntime``, None: the
     source's own) picks the engine, see :func:`covidlens.runtime.open_model`. ``channels_last``
     converts a PyTorch model to channels-last memory format in place (faster on some CPUs).
+    With ``check_modality`` (the default) an image that the modality check does not find to be of the
+    model's modality (``info.modality``) gets no decision: ``refused`` is True and ``error`` says why.
     """
     model = open_model(checkpoint, backend)
     info = model.info
@@ -163,21 +181,25 @@ def iter_predictions(
     else:
         net, device = model, model.device
     start = 0
-    for items in image_batches(files, eval_transform(info), batch_size, num_workers):
-        images = [x for x, _ in items if x is not None]
+    for items in image_batches(files, eval_transform(info), batch_size, num_workers, check_modality):
+        refusals = [None if check is None else mismatch_message(check, info.modality) for _, _, check in items]
+        images = [x for (x, _, _), refusal in zip(items, refusals) if x is not None and refusal is None]
         probs = iter(())
         if images:
             batch = torch.stack(images).to(device, memory_format=memory_format)
             with _mixed_precision(net, device):
                 probs = iter(batch_probabilities(net, batch, info, tta).cpu().numpy())
-        for path, (image, error) in zip(files[start : start + len(items)], items):
-            if image is None:
-                yield Prediction(str(path), "", float("nan"), threshold, error=error)
+        for path, (image, error, check), refusal in zip(files[start : start + len(items)], items, refusals):
+            kind = check.kind if check is not None else ""
+            if image is None or refusal is not None:
+                yield Prediction(str(path), "", float("nan"), threshold, error=refusal or error,
+                                 refused=refusal is not None, modality=kind)
                 continue
             p = next(probs)
             label = decide(p, info, threshold)
             score = p[info.positive_index] if info.positive_index is not None else p[info.classes.index(label)]
-            yield Prediction(str(path), label, float(score), threshold, dict(zip(info.classes, map(float, p))))
+            yield Prediction(str(path), label, float(score), threshold, dict(zip(info.classes, map(float, p))),
+                             modality=kind)
         start += len(items)
 
 
@@ -199,10 +221,12 @@ def predict(
     backend: str | None = None,
     num_workers: int | None = None,
     channels_last: bool = False,
+    check_modality: bool = True,
 ) -> list[Prediction]:
     """Every prediction of :func:`iter_predictions` as a list."""
     return list(iter_predictions(checkpoint, paths, threshold, batch_size, tta, backend=backend,
-                                 num_workers=num_workers, channels_last=channels_last))
+                                 num_workers=num_workers, channels_last=channels_last,
+                                 check_modality=check_modality))
 
 
 def class_probabilities(ckpt: Checkpoint, samples, batch_size: int = 32, tta: bool = False) -> np.ndarray:

@@ -320,3 +320,15 @@ def test_error_bodies_follow_the_error_model(small_limit_client):
     assert set(body) == {"api_version", "error"} and set(body["error"]) == {"code", "message"}
     assert body["error"]["code"] == "empty_file"
     assert json.loads(json.dumps(body)) == body
+
+
+def test_a_radiograph_or_noise_sent_to_the_ct_model_gets_a_sentence_not_a_verdict(ct_client, real):
+    """The modality check (covidlens.modality) runs before any verdict; the server keeps serving."""
+    cxr = ct_client.post("/v1/predict", files={"file": ("chest.jpg", real(CXR_JPEG), "image/jpeg")})
+    assert cxr.status_code == 422, cxr.text
+    assert cxr.json()["error"]["code"] == "modality_mismatch"
+    assert "looks like a chest X-ray" in cxr.json()["error"]["message"]
+    noise = np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8)
+    refused = ct_client.post("/v1/explain", files={"file": ("noise.png", _png(noise), "image/png")})
+    assert refused.status_code == 422 and "does not look like a chest CT slice" in refused.json()["error"]["message"]
+    assert ct_client.post("/v1/predict", files={"file": ("slice.png", real(CT_PNG), "image/png")}).status_code == 200

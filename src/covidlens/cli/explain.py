@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--target-layer", help="layer to explain (default: the model's registered one)")
     p.add_argument("--class", dest="target_class", help="class to explain, by name or index (default: the decided one)")
     p.add_argument("--npy", action="store_true", help="also save each raw map as .npy")
+    p.add_argument("--no-modality-check", action="store_true",
+                   help="explain images even when they do not look like the model's modality (CT slice or chest X-ray)")
     p.set_defaults(run=run)
 
 
@@ -26,7 +28,8 @@ def run(args) -> int:
     from covidlens.explain.render import explain_files
 
     ckpt = load_checkpoint(args.checkpoint)
-    written, failed = explain_files(ckpt, args.paths, args.out, args.method, args.target_layer, args.target_class, args.npy)
+    written, failed = explain_files(ckpt, args.paths, args.out, args.method, args.target_layer, args.target_class, args.npy,
+                                    check_modality=not args.no_modality_check)
     for _, png in written:
         print(png)
     for path, reason in failed:

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 from contextlib import ExitStack
 from dataclasses import asdict
 
@@ -30,6 +31,9 @@ def add_parser(sub) -> None:
                    help="'sensitivity' uses the threshold chosen on validation for the target sensitivity")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test-time augmentation (default: as trained)")
+    p.add_argument("--no-modality-check", dest="check_modality", action="store_false",
+                   help="give a verdict for every image, even one that does not look like the model's modality "
+                        "(CT or chest X-ray); by default such images are refused with the reason")
     p.add_argument("--csv", help="also write the table as CSV here")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.set_defaults(run=run)
@@ -57,22 +61,24 @@ def run(args) -> int:
         threshold = info.sensitivity_threshold
     score = f"P({info.positive_class})" if info.positive_class else "P(label)"
     print(f"{'image':<60}  {score:>10}  decision")
-    total = failed = 0
+    total = failed = refused = 0
     with ExitStack() as files:
         # Rows go to the files as they come, so memory stays flat over any number of images.
         table = json_out = None
         if args.csv:
             table = csv.DictWriter(files.enter_context(open(args.csv, "w", newline="")),
-                                   fieldnames=["path", "label", "probability", "threshold", "error",
-                                               *[f"p_{c}" for c in info.classes]])
+                                   fieldnames=["path", "label", "probability", "threshold", "error", "refused",
+                                               "modality", *[f"p_{c}" for c in info.classes]])
             table.writeheader()
         if args.json:
             json_out = files.enter_context(open(args.json, "w"))
             json_out.write("[")
         for row in iter_predictions(model, args.paths, threshold=threshold, tta=args.tta, batch_size=args.batch_size,
-                                    num_workers=args.workers):
+                                    num_workers=args.workers, check_modality=args.check_modality):
             shown = row.path if len(row.path) <= 60 else "..." + row.path[-57:]
-            if row.error:
+            if row.refused:
+                print(f"{shown:<60}  {'-':>10}  refused: {row.error}", flush=True)
+            elif row.error:
                 print(f"{shown:<60}  {'-':>10}  error: {row.error}", flush=True)
             else:
                 print(f"{shown:<60}  {row.probability:10.3f}  {row.label}", flush=True)
@@ -82,7 +88,11 @@ def run(args) -> int:
             if json_out:
                 json_out.write((",\n  " if total else "\n  ") + json.dumps(record))
             total += 1
-            failed += bool(row.error)
+            failed += bool(row.error) and not row.refused
+            refused += row.refused
         if json_out:
             json_out.write("\n]\n")
-    return batch_status(failed, total)
+    if refused:
+        print(f"covidlens: {refused} of {total} images were refused by the modality check (the model is a "
+              f"{info.modality.upper()} model); --no-modality-check gives them a verdict anyway.", file=sys.stderr)
+    return max(batch_status(failed, total), int(bool(refused)))

@@ -70,12 +70,17 @@ def explain_files(
     target_layer: str | None = None,
     target_class: str | None = None,
     save_npy: bool = False,
+    check_modality: bool = True,
 ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
     """Explain every image under ``paths`` into ``out_dir``; returns (written, failed).
 
     A run over a folder or several files also writes ``index.html``, a gallery of all panels.
-    Unreadable files are listed in ``failed`` with the reason and do not stop the run.
+    Unreadable files are listed in ``failed`` with the reason and do not stop the run; so are images
+    the modality check (:mod:`covidlens.modality`) finds are not what the model reads (a chest X-ray
+    given to a CT model, a blank or noise image), unless ``check_modality`` is False.
     """
+    from covidlens.modality import check_modality as modality_of
+    from covidlens.modality import mismatch_message
     from covidlens.data.io import list_images, read_image
     from covidlens.errors import CovidlensError
     from covidlens.explain.cam import explain_image, resolve_class, resolve_layer
@@ -93,8 +98,12 @@ def explain_files(
     for file in files:
         try:
             image = read_image(file)
+            refusal = mismatch_message(modality_of(file), ckpt.info.modality) if check_modality else None
         except CovidlensError as exc:
             failed.append((file, str(exc)))
+            continue
+        if refusal:
+            failed.append((file, refusal))
             continue
         e = explain_image(ckpt, image, method, target_layer, target_class)
         stem = file.stem

@@ -26,6 +26,7 @@ from covidlens.data.intensity import display_image, to_uint8
 from covidlens.data.io import Scan
 from covidlens.errors import CovidlensError
 from covidlens.inference import batch_probabilities, decide, eval_transform
+from covidlens.modality import check_scan, mismatch_message
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
 from covidlens.serve.uploads import Upload, opened_scan, public_message
@@ -320,6 +321,12 @@ def _prepare(models: ServedModels, upload: Upload, scan: Scan, options: Options)
                        "The upload is a 3-D volume, but a chest X-ray is one image; send the radiograph on its own.")
     grey = to_uint8(scan)
     images = [Image.fromarray(s, mode="L") for s in (grey if scan.ndim == 3 else [grey])]
+    if scan.ndim == 2:
+        # The modality check of covidlens.modality: a radiograph sent to the CT model, a blank image or
+        # noise gets a sentence instead of a verdict (a volume is a CT series by construction).
+        refusal = mismatch_message(check_scan(scan, images[0]), modality.used)
+        if refusal:
+            raise ApiError(422, "modality_mismatch", refusal[0].upper() + refusal[1:])
     return _Prepared(upload, scan, options, modality, ckpt, threshold, statement, images)
 
 
