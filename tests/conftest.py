@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("COVIDLENS_TEST_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("COVIDLENS_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
 def pytest_sessionstart(session):

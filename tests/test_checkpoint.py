@@ -32,7 +32,14 @@ def test_version_2_records_task_modality_classes_and_preprocessing(tiny_run):
     assert meta["task"] == "classification" and meta["modality"] == "ct"
     assert meta["classes"] == ["NonCOVID", "COVID"] and meta["positive_class"] == "COVID"
     assert meta["input_size"] == 64 and len(meta["mean"]) == len(meta["std"]) == meta["in_channels"] == 3
-    assert meta["preprocessing"] == {"intensity": "display", "resize": "stretch"}
+    assert meta["preprocessing"] == {"intensity": "display", "region": "whole", "resize": "stretch"}
+
+
+def test_a_file_written_before_the_region_step_reads_as_whole_image(copy_of):
+    def without_region(meta):
+        meta["preprocessing"] = {"intensity": "display", "resize": "stretch"}
+
+    assert load_checkpoint(copy_of(without_region)).info.preprocessing["region"] == "whole"
 
 
 def test_version_1_file_loads_with_its_positive_index(copy_of, tiny_run):
@@ -62,7 +69,8 @@ def test_version_1_file_loads_with_its_positive_index(copy_of, tiny_run):
         (lambda m: m.update(threshold=1.5), "'threshold' must lie between 0 and 1"),
         (lambda m: m.update(task="detection"), "task 'detection' is not one of"),
         (lambda m: m.update(modality="mri"), "modality 'mri' is not one of"),
-        (lambda m: m.update(preprocessing={"intensity": "exec"}), "'preprocessing' must be"),
+        (lambda m: m.update(preprocessing={"intensity": "exec"}), "'preprocessing' must name"),
+        (lambda m: m.update(preprocessing={"intensity": "display", "region": "lungs", "resize": "stretch"}), "region: whole, body"),
         (lambda m: m.update(model_kwargs={"os_system": 1}), "takes no such argument"),
         (lambda m: m.update(model="no_such_net"), "unknown model 'no_such_net'"),
         (lambda m: m.update(format="covidlens-model/9"), "has format"),

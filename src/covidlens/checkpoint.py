@@ -44,9 +44,11 @@ MAX_PARAMETERS = 1_000_000_000
 #: How pixels reach the network; checked on load so a checkpoint cannot ask for an unknown path.
 #: ``intensity``: ``display`` is :func:`covidlens.data.intensity.display_image` (HU through the lung
 #: window, 8-bit images as stored, raw DICOM through its own window, other raw values stretched);
-#: ``resize``: ``stretch`` resizes the whole image to a square.
-PREPROCESSING_CHOICES = {"intensity": ("display",), "resize": ("stretch",)}
-DEFAULT_PREPROCESSING = {"intensity": "display", "resize": "stretch"}
+#: ``region``: ``whole`` keeps the whole image, ``body`` blacks out everything around the body and cuts
+#: the image to it (:mod:`covidlens.data.body`: figure margins, text and the scanner table go);
+#: ``resize``: ``stretch`` resizes the (cut) image to a square.
+PREPROCESSING_CHOICES = {"intensity": ("display",), "region": ("whole", "body"), "resize": ("stretch",)}
+DEFAULT_PREPROCESSING = {"intensity": "display", "region": "whole", "resize": "stretch"}
 
 
 @dataclass
@@ -177,7 +179,8 @@ def validate_info(info: ModelInfo, where: str) -> None:
         isinstance(info.preprocessing, dict)
         and set(info.preprocessing) == set(PREPROCESSING_CHOICES)
         and all(info.preprocessing[k] in v for k, v in PREPROCESSING_CHOICES.items()),
-        f"{bad} 'preprocessing' must be {DEFAULT_PREPROCESSING}.",
+        f"{bad} 'preprocessing' must name {', '.join(PREPROCESSING_CHOICES)} with one of "
+        + "; ".join(f"{k}: {', '.join(v)}" for k, v in PREPROCESSING_CHOICES.items()) + ".",
     )
     for name in ("threshold", "sensitivity_threshold", "target_sensitivity"):
         value = getattr(info, name)
@@ -215,6 +218,9 @@ def read_info(meta: Path) -> ModelInfo:
     for name in ("model", "classes", "input_size", "mean", "std"):
         if name not in raw:
             raise CovidlensError(f"{meta} lacks the field {name!r}.")
+    if isinstance(raw.get("preprocessing"), dict) and "region" not in raw["preprocessing"]:
+        # Written before the region step existed: those models saw the whole image.
+        raw["preprocessing"] = {**raw["preprocessing"], "region": "whole"}
     info = ModelInfo(**raw)
     validate_info(info, str(meta))
     return info

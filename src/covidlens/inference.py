@@ -45,7 +45,8 @@ class Prediction:
 
 
 def eval_transform(info: ModelInfo) -> EvalPreset:
-    return EvalPreset(info.input_size, tuple(info.mean), tuple(info.std), info.in_channels)
+    return EvalPreset(info.input_size, tuple(info.mean), tuple(info.std), info.in_channels,
+                      info.preprocessing.get("region", "whole"))
 
 
 def logits_to_probabilities(logits: torch.Tensor, info: ModelInfo) -> torch.Tensor:

@@ -21,9 +21,29 @@ class _ToChannels:
         return x.expand(self.channels, -1, -1).contiguous() if x.shape[0] != self.channels else x
 
 
+#: What the ``region`` preprocessing step keeps of an image (see covidlens.checkpoint.PREPROCESSING_CHOICES).
+REGIONS = ("whole", "body")
+
+
+def region_step(region: str) -> list:
+    """The first step of every classification preset: nothing for ``whole``, :class:`BodyCrop` for ``body``."""
+    from covidlens.data.body import BodyCrop
+    from covidlens.errors import CovidlensError
+
+    if region not in REGIONS:
+        raise CovidlensError(f"region must be one of {', '.join(REGIONS)}, got {region!r}.")
+    return [BodyCrop()] if region == "body" else []
+
+
 class TrainPreset:
     """Seed 000's augmentation: random resized crop (scale >= 0.5), horizontal flip, brightness and
-    contrast jitter of 0.2, plus optional small rotations, translations and Gaussian noise."""
+    contrast jitter of 0.2, plus optional small rotations, translations and Gaussian noise.
+
+    ``region`` is applied first, as in :class:`EvalPreset`. ``jpeg_prob`` re-encodes that share of the
+    training images as JPEG at a random quality in ``jpeg_quality`` before anything else: in COVID-CT
+    most COVID slices are PNG and half the others JPEG, so compression is a source cue; a model that
+    sees both kinds in both classes cannot lean on it.
+    """
 
     def __init__(
         self,
@@ -38,20 +58,28 @@ class TrainPreset:
         rotation: float = 0.0,
         translate: float = 0.0,
         noise_std: float = 0.0,
+        region: str = "whole",
+        jpeg_prob: float = 0.0,
+        jpeg_quality: tuple[int, int] = (60, 95),
     ):
         augment = _augment_steps(size, crop_scale, hflip, brightness, contrast, rotation, translate)
-        self.transform = T.Compose([T.PILToTensor(), *augment, _image_tail(in_channels, mean, std, noise_std)])
+        jpeg = [T.RandomApply([T.JPEG(tuple(jpeg_quality))], p=jpeg_prob)] if jpeg_prob > 0 else []
+        self.transform = T.Compose([*region_step(region), T.PILToTensor(), *jpeg, *augment,
+                                    _image_tail(in_channels, mean, std, noise_std)])
 
     def __call__(self, image):
         return self.transform(image)
 
 
 class EvalPreset:
-    """Resize the whole slice to ``size x size`` (no crop: lesions can sit at the edge of a figure)."""
+    """Resize the whole slice (or, with ``region="body"``, the body cut out of it) to ``size x size``
+    (no crop beyond that: lesions can sit at the edge of a figure)."""
 
-    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], in_channels: int = 3):
+    def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], in_channels: int = 3,
+                 region: str = "whole"):
         self.transform = T.Compose(
             [
+                *region_step(region),
                 T.PILToTensor(),
                 T.Resize((size, size), antialias=True),
                 T.ToDtype(torch.float32, scale=True),

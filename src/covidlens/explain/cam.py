@@ -19,7 +19,9 @@ from torch import nn
 
 from covidlens.checkpoint import Checkpoint
 from covidlens.errors import CovidlensError
-from covidlens.inference import batch_probabilities, decide, eval_transform
+from covidlens.data.body import body_crop_and_box
+from covidlens.data.transforms import EvalPreset
+from covidlens.inference import batch_probabilities, decide
 
 METHODS = ("gradcam", "gradcam++", "cam")
 
@@ -133,13 +135,19 @@ def explain_image(
     info = ckpt.info
     classes = info.classes
     layer_name = target_layer or get_model_spec(info.model).target_layer
-    x = eval_transform(info)(image)[None]
+    seen, box = image, (slice(0, image.height), slice(0, image.width))
+    if info.preprocessing.get("region") == "body":
+        # The model sees only the body cut out of the slice: explain that, then put the map back in
+        # place, so that nothing outside the body is drawn as evidence.
+        seen, box = body_crop_and_box(image)
+    x = EvalPreset(info.input_size, tuple(info.mean), tuple(info.std), info.in_channels)(seen)[None]
     probs = batch_probabilities(ckpt.model, x, info)[0].numpy()
     predicted = classes.index(decide(probs, info, info.threshold))
     index = predicted if target_class is None else resolve_class(info, target_class)
     binary = info.num_outputs == 1
     logit_index = int(index == info.positive_index) if binary else index
-    heat = heat_map(ckpt.model, x, method, layer_name, logit_index, binary, (image.height, image.width))
+    heat = np.zeros((image.height, image.width), np.float32)
+    heat[box] = heat_map(ckpt.model, x, method, layer_name, logit_index, binary, (seen.height, seen.width))
     return Explanation(
         heat=heat,
         image=image,

@@ -8,6 +8,7 @@ command line as ``--set section.key=value``. The resolved configuration is writt
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ class DataConfig:
     #: Segmentation sets without a validation split (MedSeg): this many training slices (whole groups,
     #: chosen by SHA-256 of seed and group, see ``carve_validation``) are held out to pick the best epoch.
     val_slices: int = 10
+    #: What of each image the classifier sees (recorded in the checkpoint's preprocessing): ``whole``,
+    #: or ``body``: the body cut out, its surroundings black (covidlens.data.body; removes figure
+    #: margins, text and the table, which are source cues in COVID-CT).
+    region: str = "whole"
 
 
 @dataclass
@@ -79,6 +84,10 @@ class AugmentConfig:
     mixing: str = "none"
     mixing_alpha: float = 1.0
     mixing_prob: float = 0.0
+    #: Share of training images re-encoded as JPEG at a random quality in ``jpeg_quality`` (PNG vs
+    #: JPEG is a source cue in COVID-CT); 0 disables it.
+    jpeg_prob: float = 0.0
+    jpeg_quality: list[int] = field(default_factory=lambda: [60, 95])
 
 
 @dataclass
@@ -136,7 +145,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     """YAML reads '3e-4' as a string and '5' where 5.0 is meant: convert to the declared type."""
     if value is None:
         return None
-    wanted = [t for t in typing.get_args(hint) if t is not type(None)] or [hint]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    wanted = [t for t in typing.get_args(hint) if t is not type(None)] if union else [hint]
     if type(value) in wanted or Any in wanted:
         return value
     for kind in wanted:
@@ -153,6 +163,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return str(value)
     if any(typing.get_origin(k) is dict for k in wanted) and isinstance(value, dict):
         return value
+    for kind in wanted:
+        if typing.get_origin(kind) is list and isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(kind)
+            return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     raise CovidlensError(f"config key {key} must be {' or '.join(getattr(k, '__name__', str(k)) for k in wanted)}, got {value!r}.")
 
 
@@ -221,6 +235,7 @@ _CHOICES = {
     "eval.monitor": (None, "val_auc", "val_loss", "val_acc", "val_dice"),
     "segment.loss": ("dicece", "dice", "ce"),
     "data.modality": (None, "ct", "cxr"),
+    "data.region": ("whole", "body"),
 }
 
 
@@ -237,6 +252,11 @@ def _check_choices(config: TrainConfig) -> None:
     a = config.augment
     if not 0.0 <= a.mixing_prob <= 1.0 or not 0.0 <= a.hflip <= 1.0 or not 0.0 < a.crop_scale <= 1.0:
         raise CovidlensError("augment.mixing_prob and augment.hflip must lie in [0, 1], augment.crop_scale in (0, 1].")
+    if not 0.0 <= a.jpeg_prob <= 1.0 or not (
+        isinstance(a.jpeg_quality, list) and len(a.jpeg_quality) == 2
+        and all(isinstance(q, int) and 1 <= q <= 100 for q in a.jpeg_quality) and a.jpeg_quality[0] <= a.jpeg_quality[1]
+    ):
+        raise CovidlensError("augment.jpeg_prob must lie in [0, 1] and augment.jpeg_quality be [low, high] with 1 <= low <= high <= 100.")
     if a.mixing_alpha <= 0:
         raise CovidlensError("augment.mixing_alpha is the Beta parameter of MixUp and CutMix and must be above 0.")
     if not 0.0 < config.eval.target_sensitivity <= 1.0 or not 0.0 <= o.label_smoothing < 1.0:

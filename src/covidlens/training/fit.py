@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from covidlens.checkpoint import Checkpoint, ModelInfo, save_checkpoint
+from covidlens.checkpoint import DEFAULT_PREPROCESSING, Checkpoint, ModelInfo, save_checkpoint
 from covidlens.data.datamodule import ClassificationDataModule
 from covidlens.data.datasets import load_dataset
 from covidlens.data.mixing import MixingCollate
@@ -117,9 +117,9 @@ def build_datamodule(config: TrainConfig, table=None):
     channels, mean, std = input_channels(config, spec)
     train_tf = TrainPreset(
         size, mean, std, channels, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
-        a.noise_std,
+        a.noise_std, config.data.region, a.jpeg_prob, tuple(a.jpeg_quality),
     )
-    eval_tf = EvalPreset(size, mean, std, channels)
+    eval_tf = EvalPreset(size, mean, std, channels, config.data.region)
     collate = None
     if a.mixing != "none" and a.mixing_prob > 0:
         collate = MixingCollate(max(len(table.classes), 2), a.mixing, a.mixing_prob, a.mixing_alpha, seed=config.seed)
@@ -244,6 +244,7 @@ def export_model(module, config, table, spec, size, num_outputs, positive, folde
         in_channels=channels,
         num_outputs=num_outputs,
         model_kwargs=dict(config.model.kwargs),
+        preprocessing={**DEFAULT_PREPROCESSING, "region": config.data.region},
         tta=config.eval.tta,
         dataset=config.data.dataset,
         target_sensitivity=config.eval.target_sensitivity,
