@@ -17,12 +17,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 
 from covidlens.checkpoint import Checkpoint, ModelInfo
 from covidlens.data.intensity import display_image
 from covidlens.data.io import list_images, read_scan
 from covidlens.data.transforms import EvalPreset
 from covidlens.errors import CovidlensError
+from covidlens.measure.evidence import LesionEvidence
 from covidlens.modality import ModalityCheck, check_scan, mismatch_message
 from covidlens.runtime import OnnxModel, open_model
 
@@ -42,6 +44,8 @@ class Prediction:
     refused: bool = False
     #: What the modality check found (``ct``, ``cxr`` or ``other``); "" when it did not run.
     modality: str = ""
+    #: What the lesion model found (:class:`~covidlens.measure.evidence.LesionEvidence`), when one was given.
+    lesions: LesionEvidence | None = None
 
 
 def eval_transform(info: ModelInfo) -> EvalPreset:
@@ -82,30 +86,46 @@ def decide(probs: np.ndarray, info: ModelInfo, threshold: float | None) -> str:
     return info.classes[max(others, key=lambda i: probs[i])]
 
 
+@dataclass
+class Decoded:
+    """One file as the predict loader hands it over."""
+
+    #: The model's input, or None when the file could not be read.
+    tensor: torch.Tensor | None
+    #: Why the file could not be read ("" when it could).
+    error: str = ""
+    #: The modality check, when it was asked for.
+    check: ModalityCheck | None = None
+    #: The grey slice and its (row, col) spacing in mm, kept when lesion evidence is asked for.
+    grey: Image.Image | None = None
+    spacing: tuple[float, ...] | None = None
+
+
 class ImageFiles(torch.utils.data.Dataset):
     """Image files decoded, checked for modality and put through a transform, for a DataLoader's workers.
 
-    An item is ``(tensor, "", check)``, or ``(None, reason, None)`` for a file covidlens cannot read, so
-    that one bad file becomes one row instead of stopping the loader. ``check`` is the
-    :class:`~covidlens.modality.ModalityCheck` when ``check_modality`` is on, otherwise None.
+    An item is a :class:`Decoded`; a file covidlens cannot read gives one with ``tensor`` None and the
+    reason, so that one bad file becomes one row instead of stopping the loader.
     """
 
-    def __init__(self, files: list[Path], transform, check_modality: bool = False):
+    def __init__(self, files: list[Path], transform, check_modality: bool = False, keep_image: bool = False):
         self.files = files
         self.transform = transform
         self.check_modality = check_modality
+        self.keep_image = keep_image
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str, ModalityCheck | None]:
+    def __getitem__(self, index: int) -> Decoded:
         try:
             scan = read_scan(self.files[index])
             image = display_image(scan)
             check = check_scan(scan, image) if self.check_modality else None
-            return self.transform(image), "", check
+            kept = (image, scan.spacing) if self.keep_image else (None, None)
+            return Decoded(self.transform(image), "", check, *kept)
         except CovidlensError as exc:
-            return None, str(exc), None
+            return Decoded(None, str(exc))
 
 
 def _as_list(items):
@@ -122,15 +142,15 @@ def default_workers(n_files: int, batch_size: int) -> int:
 
 
 def image_batches(files: list[Path], transform, batch_size: int, num_workers: int | None = None,
-                  check_modality: bool = False):
-    """Batches of ``(tensor or None, error, modality check or None)`` in file order, decoded by
-    ``num_workers`` processes (None: :func:`default_workers`). At most two batches per worker wait in memory."""
+                  check_modality: bool = False, keep_image: bool = False):
+    """Batches (lists) of :class:`Decoded` in file order, decoded by ``num_workers`` processes (None:
+    :func:`default_workers`). At most two batches per worker wait in memory."""
     if batch_size < 1:
         raise CovidlensError(f"batch size must be at least 1, got {batch_size}.")
     workers = default_workers(len(files), batch_size) if num_workers is None else num_workers
     if workers < 0:
         raise CovidlensError(f"the number of workers must be 0 or more, got {workers}.")
-    return torch.utils.data.DataLoader(ImageFiles(files, transform, check_modality), batch_size=batch_size, num_workers=workers,
+    return torch.utils.data.DataLoader(ImageFiles(files, transform, check_modality, keep_image), batch_size=batch_size, num_workers=workers,
                                        collate_fn=_as_list)
 
 
@@ -145,6 +165,7 @@ def iter_predictions(
     num_workers: int | None = None,
     channels_last: bool = False,
     check_modality: bool = True,
+    lesion_checkpoint: Checkpoint | str | Path | None = None,
 ) -> Iterator[Prediction]:
     """Predictions for every image under ``paths`` (files or folders), yielded as each batch is done.
 
@@ -158,8 +179,15 @@ def iter_predictions(
     converts a PyTorch model to channels-last memory format in place (faster on some CPUs).
     With ``check_modality`` (the default) an image that the modality check does not find to be of the
     model's modality (``info.modality``) gets no decision: ``refused`` is True and ``error`` says why.
+    With ``lesion_checkpoint`` (a CT lesion segmenter) each decided row also carries what that model
+    found in the slice (:func:`covidlens.measure.evidence.lesion_evidence`), the evidence beside the score.
     """
     model = open_model(checkpoint, backend)
+    lesion = None
+    if lesion_checkpoint is not None:
+        from covidlens.measure.evidence import lesion_model
+
+        lesion = lesion_model(lesion_checkpoint)
     info = model.info
     if info.task != "classification":
         raise CovidlensError(f"{model.path} is a {info.task} model; predict runs classifiers.")
@@ -182,25 +210,30 @@ def iter_predictions(
     else:
         net, device = model, model.device
     start = 0
-    for items in image_batches(files, eval_transform(info), batch_size, num_workers, check_modality):
-        refusals = [None if check is None else mismatch_message(check, info.modality) for _, _, check in items]
-        images = [x for (x, _, _), refusal in zip(items, refusals) if x is not None and refusal is None]
+    for items in image_batches(files, eval_transform(info), batch_size, num_workers, check_modality, lesion is not None):
+        refusals = [None if d.check is None else mismatch_message(d.check, info.modality) for d in items]
+        decided = [d for d, refusal in zip(items, refusals) if d.tensor is not None and refusal is None]
         probs = iter(())
-        if images:
-            batch = torch.stack(images).to(device, memory_format=memory_format)
+        if decided:
+            batch = torch.stack([d.tensor for d in decided]).to(device, memory_format=memory_format)
             with _mixed_precision(net, device):
                 probs = iter(batch_probabilities(net, batch, info, tta).cpu().numpy())
-        for path, (image, error, check), refusal in zip(files[start : start + len(items)], items, refusals):
-            kind = check.kind if check is not None else ""
-            if image is None or refusal is not None:
-                yield Prediction(str(path), "", float("nan"), threshold, error=refusal or error,
+        evidence = iter(())
+        if lesion is not None and decided:
+            from covidlens.measure.evidence import lesion_evidence
+
+            evidence = iter(lesion_evidence(lesion, [d.grey for d in decided], [d.spacing for d in decided]))
+        for path, item, refusal in zip(files[start : start + len(items)], items, refusals):
+            kind = item.check.kind if item.check is not None else ""
+            if item.tensor is None or refusal is not None:
+                yield Prediction(str(path), "", float("nan"), threshold, error=refusal or item.error,
                                  refused=refusal is not None, modality=kind)
                 continue
             p = next(probs)
             label = decide(p, info, threshold)
             score = p[info.positive_index] if info.positive_index is not None else p[info.classes.index(label)]
             yield Prediction(str(path), label, float(score), threshold, dict(zip(info.classes, map(float, p))),
-                             modality=kind)
+                             modality=kind, lesions=next(evidence, None))
         start += len(items)
 
 
@@ -223,20 +256,28 @@ def predict(
     num_workers: int | None = None,
     channels_last: bool = False,
     check_modality: bool = True,
+    lesion_checkpoint: Checkpoint | str | Path | None = None,
 ) -> list[Prediction]:
     """Every prediction of :func:`iter_predictions` as a list."""
     return list(iter_predictions(checkpoint, paths, threshold, batch_size, tta, backend=backend,
                                  num_workers=num_workers, channels_last=channels_last,
-                                 check_modality=check_modality))
+                                 check_modality=check_modality, lesion_checkpoint=lesion_checkpoint))
 
 
 def class_probabilities(ckpt: Checkpoint, samples, batch_size: int = 32, tta: bool = False) -> np.ndarray:
     """N x K class probabilities for a list of :class:`~covidlens.data.datasets.Sample` (evaluation)."""
+    out = [image_probabilities(ckpt, [s.image() for s in samples[start : start + batch_size]], batch_size, tta)
+           for start in range(0, len(samples), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, len(ckpt.info.classes)))
+
+
+def image_probabilities(ckpt: Checkpoint, images, batch_size: int = 32, tta: bool = False) -> np.ndarray:
+    """N x K class probabilities for grey PIL images already in memory (through the model's own preset)."""
     transform = eval_transform(ckpt.info)
     device = next(ckpt.model.parameters()).device
     out = []
-    for start in range(0, len(samples), batch_size):
-        batch = torch.stack([transform(s.image()) for s in samples[start : start + batch_size]])
+    for start in range(0, len(images), batch_size):
+        batch = torch.stack([transform(image) for image in images[start : start + batch_size]])
         out.append(batch_probabilities(ckpt.model, batch.to(device), ckpt.info, tta).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(ckpt.info.classes)))
 

@@ -34,17 +34,35 @@ def add_parser(sub) -> None:
     p.add_argument("--no-modality-check", dest="check_modality", action="store_false",
                    help="give a verdict for every image, even one that does not look like the model's modality "
                         "(CT or chest X-ray); by default such images are refused with the reason")
+    p.add_argument("--lesion-checkpoint",
+                   help="a CT lesion segmentation checkpoint (covidlens segment train): each row also says whether it "
+                        "found lesions and how much of the body they cover, the evidence beside P(COVID)")
     p.add_argument("--csv", help="also write the table as CSV here")
     p.add_argument("--json", help="also write the rows as JSON here")
     p.set_defaults(run=run)
 
 
-def _record(row, classes: list[str]) -> dict:
+LESION_COLUMNS = ["lesions_found", "lesion_share", "lesion_pixels", "lesion_mm2"]
+
+
+def _record(row, classes: list[str], with_lesions: bool) -> dict:
     record = asdict(row)
     probabilities = record.pop("probabilities")
+    lesions = record.pop("lesions")
     if isinstance(record["probability"], float) and math.isnan(record["probability"]):
         record["probability"] = None
+    if with_lesions:
+        record |= {"lesions_found": row.lesions.found if row.lesions else None,
+                   **{k: (lesions or {}).get(k) for k in LESION_COLUMNS[1:]}}
     return record | {f"p_{name}": probabilities.get(name) for name in classes}
+
+
+def _lesion_words(lesions) -> str:
+    if lesions is None:
+        return ""
+    area = f", {lesions.lesion_mm2:.0f} mm²" if lesions.lesion_mm2 is not None else ""
+    found = "lesions" if lesions.found else "no lesions (below 0.5 %):"
+    return f"  {found} {lesions.lesion_share:.1%} of the body{area}"
 
 
 def run(args) -> int:
@@ -60,7 +78,12 @@ def run(args) -> int:
             raise CovidlensError(f"{args.checkpoint} has no validation-chosen sensitivity threshold; pass --threshold.")
         threshold = info.sensitivity_threshold
     score = f"P({info.positive_class})" if info.positive_class else "P(label)"
-    print(f"{'image':<60}  {score:>10}  decision")
+    lesion = None
+    if args.lesion_checkpoint:
+        from covidlens.measure.evidence import lesion_model
+
+        lesion = lesion_model(args.lesion_checkpoint)
+    print(f"{'image':<60}  {score:>10}  decision" + ("  lesion model" if lesion else ""))
     total = failed = refused = 0
     with ExitStack() as files:
         # Rows go to the files as they come, so memory stays flat over any number of images.
@@ -68,21 +91,23 @@ def run(args) -> int:
         if args.csv:
             table = csv.DictWriter(files.enter_context(open(args.csv, "w", newline="")),
                                    fieldnames=["path", "label", "probability", "threshold", "error", "refused",
-                                               "modality", *[f"p_{c}" for c in info.classes]])
+                                               "modality", *(LESION_COLUMNS if lesion else []),
+                                               *[f"p_{c}" for c in info.classes]])
             table.writeheader()
         if args.json:
             json_out = files.enter_context(open(args.json, "w"))
             json_out.write("[")
         for row in iter_predictions(model, args.paths, threshold=threshold, tta=args.tta, batch_size=args.batch_size,
-                                    num_workers=args.workers, check_modality=args.check_modality):
+                                    num_workers=args.workers, check_modality=args.check_modality,
+                                    lesion_checkpoint=lesion):
             shown = row.path if len(row.path) <= 60 else "..." + row.path[-57:]
             if row.refused:
                 print(f"{shown:<60}  {'-':>10}  refused: {row.error}", flush=True)
             elif row.error:
                 print(f"{shown:<60}  {'-':>10}  error: {row.error}", flush=True)
             else:
-                print(f"{shown:<60}  {row.probability:10.3f}  {row.label}", flush=True)
-            record = _record(row, info.classes)
+                print(f"{shown:<60}  {row.probability:10.3f}  {row.label}{_lesion_words(row.lesions)}", flush=True)
+            record = _record(row, info.classes, lesion is not None)
             if table:
                 table.writerow(record)
             if json_out:

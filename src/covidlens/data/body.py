@@ -156,7 +156,11 @@ def crop_to_body(image: Image.Image) -> Image.Image:
 def body_crop_and_box(image: Image.Image) -> tuple[Image.Image, tuple[slice, slice]]:
     """:func:`crop_to_body` and the (rows, cols) box it was cut from, to map results back onto the slice."""
     grey = np.asarray(image.convert("L") if image.mode != "L" else image)
-    body = body_mask(grey)
+    return cut_out(grey, body_mask(grey))
+
+
+def cut_out(grey: np.ndarray, body: np.ndarray) -> tuple[Image.Image, tuple[slice, slice]]:
+    """The grey slice blacked out around ``body`` and cut to its box, and the (rows, cols) box."""
     rows, cols = body_box(body)
     return Image.fromarray(np.where(body, grey, 0).astype(np.uint8)[rows, cols]), (rows, cols)
 

@@ -128,11 +128,17 @@ def colour_fraction(rgb: np.ndarray) -> float:
     """Fraction of pixels at least :data:`COLOUR_CHROMA` (in 8-bit RGB units) away from the image's own
     tint axis, the line from black through its mean colour: a tinted radiograph (several in
     covid-chestxray are purple or blue) lies on that line, coloured arrows and photographs do not."""
-    rgb = rgb.reshape(-1, 3).astype(np.float32)
-    axis = rgb.mean(axis=0) + 1e-3
+    return float(colour_mask(rgb).mean())
+
+
+def colour_mask(rgb: np.ndarray) -> np.ndarray:
+    """H x W mask of the pixels :func:`colour_fraction` counts as clearly coloured (arrows, circles and
+    letters drawn in colour on a grey CT figure)."""
+    pixels = rgb.reshape(-1, 3).astype(np.float32)
+    axis = pixels.mean(axis=0) + 1e-3
     axis /= np.linalg.norm(axis)
-    off_axis = np.linalg.norm(rgb - (rgb @ axis)[:, None] * axis, axis=1)
-    return float((off_axis >= COLOUR_CHROMA).mean())
+    off_axis = np.linalg.norm(pixels - (pixels @ axis)[:, None] * axis, axis=1)
+    return (off_axis >= COLOUR_CHROMA).reshape(rgb.shape[:2])
 
 
 def thumbnail(grey: np.ndarray) -> np.ndarray:
