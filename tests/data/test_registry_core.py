@@ -28,6 +28,7 @@ REGISTERED = {
     "mosmed-masks": ("ct", "segmentation"),
     "ny-sbu-dicom": ("ct", "classification"),
     "covid-ct-md": ("ct", "classification"),
+    "covid-ct-md-3class": ("ct", "classification"),
     "covid-ct-md-dicom": ("ct", "classification"),
     "covid-chestxray": ("cxr", "classification"),
     "covid19-radiography": ("cxr", "classification"),
@@ -54,7 +55,7 @@ def test_every_table_agrees_with_its_registration(data_root):
     for name, (modality, task) in REGISTERED.items():
         table = load_dataset(name, data_root)
         assert (table.name, table.modality, table.task) == (name, modality, task)
-        assert table.group_kind in {"patient", "patient+figure", "figure", "near-duplicate", "image"}
+        assert table.group_kind in {"patient", "patient+figure", "figure", "near-duplicate", "slab", "image"}
         assert all(-1 <= s.label < len(table.classes) for s in table.samples)
         assert (table.mask_classes is not None) == (task == "segmentation")
 

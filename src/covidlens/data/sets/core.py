@@ -29,7 +29,7 @@ SPLITS = ("train", "val", "test")
 DATA_ROOT_ENV = "COVIDLENS_DATA"
 MODALITIES = ("ct", "cxr")
 TASKS = ("classification", "segmentation")
-GROUP_KINDS = ("patient", "patient+figure", "figure", "near-duplicate", "image")
+GROUP_KINDS = ("patient", "patient+figure", "figure", "near-duplicate", "slab", "image")
 UNLABELLED = "unlabelled"
 
 
