@@ -37,6 +37,14 @@ TRAIN_SIZE = 96  # training thumbnails are cropped at random and resized to 64
 NEGATIVE_KINDS = ("flat", "gradient", "gauss", "uniform", "noise16", "pink", "saltpepper", "shapes", "text",
                   "checker", "colour")
 SEEDS = {"train": 0, "val": 1_000_000, "test": 2_000_000}
+#: Real pictures that are neither, from packages on PyPI (the data folder has none): scikit-image's
+#: bundled photographs train, except those held out for the test with matplotlib's sample photographs
+#: and its MR slice of a head (a medical image that is neither chest CT nor chest X-ray).
+PHOTOS_TRAIN = ("brick", "grass", "gravel", "coins", "clock_motion", "text", "page", "horse", "rocket",
+                "hubble_deep_field", "coffee", "chelsea", "ihc", "cell", "motorcycle_left", "color", "logo")
+PHOTOS_TEST = ("astronaut", "camera", "moon", "retina")
+#: Random crops taken from each training photograph (a few photographs, many views of them).
+CROPS_PER_PHOTO = 24
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -262,6 +270,55 @@ def _scene(h: int, w: int, rng) -> np.ndarray:
     return _u8(np.asarray(image, np.float32) + rng.normal(0, rng.uniform(1, 6), (h, w, 3)))
 
 
+def real_pictures(split: str) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, grey, RGB or None) of the real pictures of ``split`` (``train`` or ``test``); empty, with a
+    line saying so, when scikit-image is not installed (``pip install scikit-image``)."""
+    import gzip
+
+    import matplotlib.cbook
+
+    pictures = []
+    try:
+        import skimage.data
+    except ImportError:
+        print("scikit-image is not installed: no real photographs in training or test", flush=True)
+        names = ()
+    else:
+        names = PHOTOS_TRAIN if split == "train" else PHOTOS_TEST
+        folder = Path(skimage.data.__file__).parent
+    for name in names:
+        path = next(folder.glob(f"{name}.*"))
+        with Image.open(path) as picture:
+            picture.load()
+            pictures.append((f"scikit-image {name}", picture))
+    if split == "test":
+        for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
+            with Image.open(matplotlib.cbook.get_sample_data(name, asfileobj=False)) as picture:
+                picture.load()
+                pictures.append((f"matplotlib {name}", picture))
+        with gzip.open(matplotlib.cbook.get_sample_data("s1045.ima.gz", asfileobj=False)) as handle:
+            head = np.frombuffer(handle.read(), "<u2").reshape(256, 256).astype(np.float32)
+        pictures.append(("matplotlib s1045 (MR of a head)", Image.fromarray(_u8(head / head.max() * 255))))
+    out = []
+    for name, picture in pictures:
+        if picture.mode in ("1", "I;16", "I"):
+            picture = Image.fromarray(_u8(np.asarray(picture, np.float32) * (255.0 / max(np.asarray(picture).max(), 1))))
+        colour = mc._rgb(picture) if picture.mode in mc._COLOUR_MODES else None
+        out.append((name, np.asarray(picture.convert("L")), colour))
+    return out
+
+
+def photo_crops(grey: np.ndarray, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """``n`` random square-ish crops of 30-100 % of a photograph's sides."""
+    h, w = grey.shape
+    crops = []
+    for _ in range(n):
+        ch, cw = (max(32, int(side * rng.uniform(0.3, 1.0))) for side in (h, w))
+        y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        crops.append(grey[y0 : y0 + ch, x0 : x0 + cw])
+    return crops
+
+
 def negatives(kind: str, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     rng = np.random.default_rng([seed, NEGATIVE_KINDS.index(kind) if kind in NEGATIVE_KINDS else 99])
     return [generate(kind, rng) for _ in range(n)]
@@ -364,7 +421,19 @@ def main(argv=None) -> int:
             evals["test"][1].append(KIND_INDEX["other"])
             evals["test"][2].append(f"other: {kind} (held-out generator)")
             test_full[f"other: {kind} (held-out generator)"].append((grey, colour, "", "other"))
-    print(f"generated negatives ({time.time() - started:.0f} s)", flush=True)
+    rng = np.random.default_rng(SEEDS["train"] + args.seed)
+    photos = real_pictures("train")
+    for _, grey, _ in photos:
+        for crop in photo_crops(grey, rng, CROPS_PER_PHOTO):
+            train_x.append(resized(crop, TRAIN_SIZE))
+            train_y.append(KIND_INDEX["other"])
+    for name, grey, colour in real_pictures("test"):
+        evals["test"][0].append(mc.thumbnail(grey))
+        evals["test"][1].append(KIND_INDEX["other"])
+        evals["test"][2].append("other: real pictures (held out)")
+        test_full["other: real pictures (held out)"].append((grey, colour, "", "other"))
+    print(f"generated negatives, {len(photos)} real photographs x {CROPS_PER_PHOTO} crops ({time.time() - started:.0f} s)",
+          flush=True)
 
     x = torch.from_numpy(np.stack(train_x))[:, None]
     y = torch.tensor(train_y)
@@ -424,13 +493,17 @@ def main(argv=None) -> int:
         "best_epoch": best_epoch,
         "val_mean_accuracy": round(best, 4),
         "train_images": {"real": {n: c["train"] for n, c in counts.items()},
-                         "generated_per_kind": args.negatives, "generated_kinds": list(NEGATIVE_KINDS)},
+                         "generated_per_kind": args.negatives, "generated_kinds": list(NEGATIVE_KINDS),
+                         "real_photographs": [name for name, _, _ in photos], "crops_per_photograph": CROPS_PER_PHOTO},
+        "held_out_real_pictures": [name for name, _, _ in real_pictures("test")],
         "images_read": {n: dict(c) for n, c in counts.items()},
         "test": rows,
         "rule_margins": margins,
         "notes": [
-            "No real natural photograph is in the data folder; 'scene' is a synthetic photo-like generator "
-            "that training never saw (colour: the whole check; scene-grey: its grey version, the CNN alone).",
+            "The data folder has no natural photograph: real ones come from scikit-image (training: its bundled "
+            "photographs but four; test: those four) and matplotlib (test: two photographs and an MR slice of a "
+            "head). 'scene' is a synthetic photo-like generator that training never saw (colour: the whole "
+            "check; scene-grey: its grey version, the CNN alone).",
             "Generated test images use seeds disjoint from training and validation.",
             "COVID-CT-MD: cap001 trains, normal001 validates, P001 tests (the registry keeps all three in test).",
             "covid-chestxray CT figures: its CT rows, split by patient 70/10/20 with group_split.",
@@ -449,7 +522,7 @@ def main(argv=None) -> int:
 
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(mc.WEIGHTS))
         mc.WEIGHTS.with_suffix(".json").write_text(json.dumps(
-            {k: result[k] for k in ("command", "best_epoch", "val_mean_accuracy", "train_images", "test",
+            {k: result[k] for k in ("command", "best_epoch", "val_mean_accuracy", "train_images", "held_out_real_pictures", "test",
                                     "rule_margins", "notes")}, indent=2) + "\n")
         print(f"saved {mc.WEIGHTS} ({mc.WEIGHTS.stat().st_size} bytes)")
     return 0

@@ -36,13 +36,13 @@ def ct_client(client_for, ct_models):
     return client_for(ct_models)
 
 
-def test_predict_a_ct_png_says_the_modality_was_not_recognised(ct_client, real):
+def test_predict_a_ct_png_is_recognised_by_the_modality_check(ct_client, real):
     response = ct_client.post("/v1/predict", files={"file": ("slice.png", real(CT_PNG), "image/png")})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["api_version"] == "1"
-    assert body["modality"] == {**body["modality"], "detected": "unknown", "used": "ct", "source": "only-model"}
-    assert "does not say its modality" in body["modality"]["statement"]
+    assert body["modality"] == {**body["modality"], "detected": "ct", "used": "ct", "source": "modality-check"}
+    assert body["modality"]["statement"].startswith("Recognised as CT by the modality check")
     assert set(body["probabilities"]) == {"NonCOVID", "COVID"}
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
     assert body["score"] == body["probabilities"]["COVID"]
@@ -109,12 +109,17 @@ def test_a_hu_nifti_volume_is_recognised_as_ct(ct_client, tmp_path):
 
 def test_a_server_with_ct_and_cxr_models(client_for, all_models, real):
     client = client_for(all_models)
-    unsure = client.post("/v1/predict", files={"file": real(CT_PNG)})
-    assert unsure.status_code == 422
-    assert "choose one with modality=ct or modality=cxr" in unsure.json()["error"]["message"]
+    ct = client.post("/v1/predict", files={"file": real(CT_PNG)}).json()  # a PNG goes to the model it looks like
+    assert ct["modality"]["source"] == "modality-check" and ct["model"]["id"] == "ct"
+    routed = client.post("/v1/predict", files={"file": real(CXR_JPEG)}).json()
+    assert routed["modality"]["used"] == "cxr" and routed["model"]["id"] == "cxr"
     cxr = client.post("/v1/predict?modality=cxr", files={"file": real(CXR_JPEG)}).json()
     assert cxr["modality"]["used"] == "cxr" and cxr["modality"]["source"] == "request"
+    assert "as the request said" in cxr["modality"]["statement"]
     assert cxr["classes"] == ["Normal", "COVID"] and cxr["model"]["id"] == "cxr"
+    overruled = client.post("/v1/predict?modality=ct", files={"file": real(CXR_JPEG)}).json()
+    assert overruled["modality"] == {**overruled["modality"], "detected": "cxr", "used": "ct", "source": "request"}
+    assert "because the request said so" in overruled["modality"]["statement"]
     conflict = client.post("/v1/predict?modality=cxr", files={"file": real(CT_DICOM)})
     assert conflict.status_code == 422
     assert "the upload is CT, from the DICOM Modality tag (CT)" in conflict.json()["error"]["message"]
@@ -326,9 +331,10 @@ def test_a_radiograph_or_noise_sent_to_the_ct_model_gets_a_sentence_not_a_verdic
     """The modality check (covidlens.modality) runs before any verdict; the server keeps serving."""
     cxr = ct_client.post("/v1/predict", files={"file": ("chest.jpg", real(CXR_JPEG), "image/jpeg")})
     assert cxr.status_code == 422, cxr.text
-    assert cxr.json()["error"]["code"] == "modality_mismatch"
+    assert cxr.json()["error"]["code"] == "wrong_modality"
     assert "looks like a chest X-ray" in cxr.json()["error"]["message"]
     noise = np.random.default_rng(0).integers(0, 256, (128, 128), dtype=np.uint8)
     refused = ct_client.post("/v1/explain", files={"file": ("noise.png", _png(noise), "image/png")})
-    assert refused.status_code == 422 and "does not look like a chest CT slice" in refused.json()["error"]["message"]
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_a_chest_image"
+    assert "does not look like a chest CT slice" in refused.json()["error"]["message"]
     assert ct_client.post("/v1/predict", files={"file": ("slice.png", real(CT_PNG), "image/png")}).status_code == 200

@@ -69,9 +69,9 @@ def test_a_clinician_screens_a_ct_slice_and_a_chest_xray(browser, live_server, a
     page.screenshot(path=str(artefacts / "ct-slice.png"), full_page=True)
 
     cxr = data_root / CXR_JPEG
-    _screen(page, cxr, "cxr")  # a JPEG says nothing: the user chooses chest X-ray
-    assert "chest X-ray" in page.inner_text("#result-modality")
-    assert "because the request said so" in page.inner_text("#result-modality")
+    _screen(page, cxr, "cxr")  # a JPEG says nothing; the user also chooses chest X-ray
+    assert "The modality check finds a chest X-ray" in page.inner_text("#result-modality")
+    assert "as the request said" in page.inner_text("#result-modality")
     assert page.inner_text("#result-decision").startswith(("COVID", "Normal"))
     assert _image_shown(page, "#heat-image")
     assert page.is_hidden("#lesion-results")  # lesions are measured on CT only

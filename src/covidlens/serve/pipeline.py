@@ -26,7 +26,7 @@ from covidlens.data.intensity import display_image, to_uint8
 from covidlens.data.io import Scan
 from covidlens.errors import CovidlensError
 from covidlens.inference import batch_probabilities, decide, eval_transform
-from covidlens.modality import check_scan, mismatch_message
+from covidlens.modality import check_scan
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
 from covidlens.serve.uploads import Upload, opened_scan, public_message
@@ -124,7 +124,7 @@ class ServedModels:
 
 
 def detected_modality(scan: Scan) -> tuple[str, str]:
-    """('ct' | 'cxr' | 'unknown', how it was told) from the file alone."""
+    """('ct' | 'cxr' | 'unknown', how it was told) from what the file itself states."""
     tag = scan.modality.upper()
     if tag == "CT":
         if scan.format == "nifti":
@@ -149,8 +149,10 @@ def _how(detected: str, source: str, scan: Scan) -> str:
 
 
 def resolve_modality(scan: Scan, available: list[str], options: Options, purpose: str) -> schemas.ModalityV1:
-    """Which modality's model reads ``scan``: the file's own, else the request's, else the only one
-    ``available``; 422 when they disagree or no model of that modality is here."""
+    """Which modality's model reads ``scan``: what the file states, else (one image) the modality check
+    of :mod:`covidlens.modality`, which the request's ``modality`` overrides with a statement, else the
+    request's, else the only one ``available``; 422 when they disagree, when the image is neither a
+    chest CT slice nor a chest X-ray, or when no model of that modality is here."""
     detected, source = detected_modality(scan)
     requested = options.modality
     words = " and ".join(MODALITY_WORDS[m] for m in available)
@@ -168,9 +170,11 @@ def resolve_modality(scan: Scan, available: list[str], options: Options, purpose
             )
         return schemas.ModalityV1(detected=detected, used=detected, source=source,
                                   statement=f"Recognised as {_how(detected, source, scan)}.")
-    why = {"dicom": "this DICOM file has no Modality tag", "dicom-series": "this DICOM series has no Modality tag",
-           "nifti": "this NIfTI volume is not in Hounsfield units"}.get(scan.format, "a PNG or JPEG carries none")
-    unknown = f"The file does not say its modality ({why}, and covidlens has no modality classifier yet)"
+    if scan.ndim == 2:
+        return _checked_modality(scan, available, requested, purpose, words)
+    why = {"dicom-series": "this DICOM series has no Modality tag",
+           "nifti": "this NIfTI volume is not in Hounsfield units"}.get(scan.format, "it states none")
+    unknown = f"The file does not say its modality ({why})"
     if requested:
         if requested not in available:
             raise ApiError(422, "wrong_modality",
@@ -186,6 +190,30 @@ def resolve_modality(scan: Scan, available: list[str], options: Options, purpose
         422, "modality_unknown",
         f"{unknown}, and this server {purpose} both CT and chest X-ray; choose one with modality=ct or modality=cxr.",
     )
+
+
+def _checked_modality(scan: Scan, available: list[str], requested: str | None, purpose: str, words: str) -> schemas.ModalityV1:
+    """One image whose file states no modality (PNG, JPEG, a DICOM without the tag): the modality check says."""
+    check = check_scan(scan)
+    looks = {"ct": "a chest CT slice", "cxr": "a chest X-ray", "other": "neither a chest CT slice nor a chest X-ray"}[check.kind]
+    if requested:
+        if requested not in available:
+            raise ApiError(422, "wrong_modality",
+                           f"The request says {MODALITY_WORDS[requested]}, but this server {purpose} {words} only.")
+        agrees = "as the request said" if check.kind == requested else f"read as {MODALITY_WORDS[requested]} because the request said so"
+        return schemas.ModalityV1(detected=check.kind, used=requested, source="request",
+                                  statement=f"The modality check finds {looks} ({check.reason}); {agrees}.")
+    if check.kind == "other":
+        raise ApiError(422, "not_a_chest_image",
+                       f"The upload does not look like a chest CT slice or a chest X-ray ({check.reason}), so covidlens "
+                       "gives no verdict; if it is one, send it again with modality=ct or modality=cxr.")
+    if check.kind not in available:
+        raise ApiError(422, "wrong_modality",
+                       f"The upload looks like {looks} ({check.reason}), but this server {purpose} {words} only; "
+                       f"if it is {'a chest X-ray' if check.kind == 'ct' else 'a CT slice'}, send it with "
+                       f"modality={'cxr' if check.kind == 'ct' else 'ct'}.")
+    return schemas.ModalityV1(detected=check.kind, used=check.kind, source="modality-check",
+                              statement=f"Recognised as {MODALITY_WORDS[check.kind]} by the modality check ({check.reason}).")
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -321,12 +349,6 @@ def _prepare(models: ServedModels, upload: Upload, scan: Scan, options: Options)
                        "The upload is a 3-D volume, but a chest X-ray is one image; send the radiograph on its own.")
     grey = to_uint8(scan)
     images = [Image.fromarray(s, mode="L") for s in (grey if scan.ndim == 3 else [grey])]
-    if scan.ndim == 2:
-        # The modality check of covidlens.modality: a radiograph sent to the CT model, a blank image or
-        # noise gets a sentence instead of a verdict (a volume is a CT series by construction).
-        refusal = mismatch_message(check_scan(scan, images[0]), modality.used)
-        if refusal:
-            raise ApiError(422, "modality_mismatch", refusal[0].upper() + refusal[1:])
     return _Prepared(upload, scan, options, modality, ckpt, threshold, statement, images)
 
 

@@ -41,14 +41,15 @@ class InputV1(BaseModel):
 
 
 class ModalityV1(BaseModel):
-    detected: Literal["ct", "cxr", "unknown"] = Field(
-        description="what the file itself says: the DICOM Modality tag, or Hounsfield units; 'unknown' for a "
-        "PNG/JPEG (covidlens has no modality classifier yet)"
+    detected: Literal["ct", "cxr", "other", "unknown"] = Field(
+        description="what the upload is: as the file states it (the DICOM Modality tag, Hounsfield units) or, for "
+        "one image that states nothing, as covidlens's modality check finds it ('other': neither); 'unknown' for a "
+        "volume that states nothing"
     )
     used: Literal["ct", "cxr"] = Field(description="the modality whose model read the upload")
-    source: Literal["dicom-tag", "hounsfield-units", "request", "only-model"] = Field(
-        description="where 'used' came from: the file, the request's 'modality' parameter, or the server having "
-        "models of one modality only"
+    source: Literal["dicom-tag", "hounsfield-units", "modality-check", "request", "only-model"] = Field(
+        description="where 'used' came from: the file, the modality check, the request's 'modality' parameter "
+        "(which overrides the check), or the server having models of one modality only"
     )
     statement: str = Field(description="the same in one plain sentence, for the page")
 
