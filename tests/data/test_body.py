@@ -96,3 +96,14 @@ def test_jpeg_augmentation_reencodes_training_images(data_root):
     assert kept.shape == jpeg.shape
     difference = (kept - jpeg).abs()
     assert 0.005 < difference.mean() < 0.1  # quality 20 changes pixels, but the slice is the same slice
+
+
+def test_downscale_augmentation_blurs_but_keeps_the_size(data_root):
+    image = read_image(data_root / BLACK_BACKGROUND)
+    plain = dict(crop_scale=1.0, hflip=0.0, brightness=0.0, contrast=0.0)
+    kept = TrainPreset(128, (0.5,), (0.5,), 1, **plain)(image)
+    torch.manual_seed(0)  # the factor is drawn from [0.2, 1]: fix the draw
+    small = TrainPreset(128, (0.5,), (0.5,), 1, **plain, downscale_prob=1.0, downscale_min=0.2)(image)
+    assert kept.shape == small.shape == (1, 128, 128)
+    detail = lambda x: (x[:, 1:, :] - x[:, :-1, :]).abs().mean()  # noqa: E731
+    assert detail(small) < detail(kept)  # fewer sharp edges after shrinking and growing back

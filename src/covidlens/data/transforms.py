@@ -35,6 +35,26 @@ def region_step(region: str) -> list:
     return [BodyCrop()] if region == "body" else []
 
 
+class RandomDownscale:
+    """With probability ``p``, shrink a tensor image by a factor drawn from [``min_scale``, 1] (antialiased);
+    the preset's later resize brings it back to the input size, so the image loses detail, as one
+    printed small in a paper or saved at a lower resolution does. In COVID-CT the two classes differ in
+    typical size, so a model that reads resolution reads the source."""
+
+    def __init__(self, p: float, min_scale: float):
+        self.p, self.min_scale = p, min_scale
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if float(torch.rand(())) >= self.p:
+            return x
+        scale = self.min_scale + (1.0 - self.min_scale) * float(torch.rand(()))
+        h, w = x.shape[-2:]
+        return T.functional.resize(x, [max(8, round(h * scale)), max(8, round(w * scale))], antialias=True)
+
+    def __repr__(self) -> str:
+        return f"RandomDownscale(p={self.p}, min_scale={self.min_scale})"
+
+
 class TrainPreset:
     """Seed 000's augmentation: random resized crop (scale >= 0.5), horizontal flip, brightness and
     contrast jitter of 0.2, plus optional small rotations, translations and Gaussian noise.
@@ -42,7 +62,8 @@ class TrainPreset:
     ``region`` is applied first, as in :class:`EvalPreset`. ``jpeg_prob`` re-encodes that share of the
     training images as JPEG at a random quality in ``jpeg_quality`` before anything else: in COVID-CT
     most COVID slices are PNG and half the others JPEG, so compression is a source cue; a model that
-    sees both kinds in both classes cannot lean on it.
+    sees both kinds in both classes cannot lean on it. ``downscale_prob`` shrinks that share of the
+    images by up to ``downscale_min`` (:class:`RandomDownscale`) for the same reason with resolution.
     """
 
     def __init__(
@@ -61,10 +82,14 @@ class TrainPreset:
         region: str = "whole",
         jpeg_prob: float = 0.0,
         jpeg_quality: tuple[int, int] = (60, 95),
+        downscale_prob: float = 0.0,
+        downscale_min: float = 0.5,
     ):
         augment = _augment_steps(size, crop_scale, hflip, brightness, contrast, rotation, translate)
-        jpeg = [T.RandomApply([T.JPEG(tuple(jpeg_quality))], p=jpeg_prob)] if jpeg_prob > 0 else []
-        self.transform = T.Compose([*region_step(region), T.PILToTensor(), *jpeg, *augment,
+        source = [T.RandomApply([T.JPEG(tuple(jpeg_quality))], p=jpeg_prob)] if jpeg_prob > 0 else []
+        if downscale_prob > 0:
+            source.append(RandomDownscale(downscale_prob, downscale_min))
+        self.transform = T.Compose([*region_step(region), T.PILToTensor(), *source, *augment,
                                     _image_tail(in_channels, mean, std, noise_std)])
 
     def __call__(self, image):

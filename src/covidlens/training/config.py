@@ -88,6 +88,10 @@ class AugmentConfig:
     #: JPEG is a source cue in COVID-CT); 0 disables it.
     jpeg_prob: float = 0.0
     jpeg_quality: list[int] = field(default_factory=lambda: [60, 95])
+    #: Share of training images shrunk by a factor from [``downscale_min``, 1] before the crop (the
+    #: classes of COVID-CT differ in resolution); 0 disables it.
+    downscale_prob: float = 0.0
+    downscale_min: float = 0.5
 
 
 @dataclass
@@ -257,6 +261,8 @@ def _check_choices(config: TrainConfig) -> None:
         and all(isinstance(q, int) and 1 <= q <= 100 for q in a.jpeg_quality) and a.jpeg_quality[0] <= a.jpeg_quality[1]
     ):
         raise CovidlensError("augment.jpeg_prob must lie in [0, 1] and augment.jpeg_quality be [low, high] with 1 <= low <= high <= 100.")
+    if not 0.0 <= a.downscale_prob <= 1.0 or not 0.0 < a.downscale_min <= 1.0:
+        raise CovidlensError("augment.downscale_prob must lie in [0, 1] and augment.downscale_min in (0, 1].")
     if a.mixing_alpha <= 0:
         raise CovidlensError("augment.mixing_alpha is the Beta parameter of MixUp and CutMix and must be above 0.")
     if not 0.0 < config.eval.target_sensitivity <= 1.0 or not 0.0 <= o.label_smoothing < 1.0:

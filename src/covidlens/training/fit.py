@@ -117,7 +117,7 @@ def build_datamodule(config: TrainConfig, table=None):
     channels, mean, std = input_channels(config, spec)
     train_tf = TrainPreset(
         size, mean, std, channels, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
-        a.noise_std, config.data.region, a.jpeg_prob, tuple(a.jpeg_quality),
+        a.noise_std, config.data.region, a.jpeg_prob, tuple(a.jpeg_quality), a.downscale_prob, a.downscale_min,
     )
     eval_tf = EvalPreset(size, mean, std, channels, config.data.region)
     collate = None
