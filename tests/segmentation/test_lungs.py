@@ -111,3 +111,15 @@ def test_lungs_command_writes_masks_overlays_and_fractions(lung_run, test_cxrs, 
     printed = capsys.readouterr()
     assert "lungs" in printed.out and "broken.png" in printed.err
     assert LUNG_CLASSES == ["background", "lung"]
+
+
+def test_lungs_command_refuses_a_ct_slice_unless_told_not_to_check(lung_run, data_root, tmp_path, capsys):
+    from covidlens.cli import main
+
+    ct = data_root / "ct/covid-ct/CT_COVID/2020.02.24.20027201-p19-670.png"
+    assert main(["lungs", str(ct), "--checkpoint", str(lung_run), "--out", str(tmp_path / "checked")]) == 1
+    (row,) = csv.DictReader((tmp_path / "checked" / "lungs.csv").open())
+    assert row["error"].startswith("this looks like a chest CT slice, but the lung model reads chest X-rays")
+    assert "finds no lungs" in capsys.readouterr().err
+    assert main(["lungs", str(ct), "--checkpoint", str(lung_run), "--out", str(tmp_path / "unchecked"),
+                 "--no-modality-check"]) == 0

@@ -13,6 +13,8 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="lung segmentation checkpoint folder (RUN/model, trained with configs/cxr_lungs_unet.yaml)")
     p.add_argument("--out", required=True, help="folder for masks/ (0/255 PNG), overlays/, lungs.csv and index.html")
+    p.add_argument("--no-modality-check", dest="check_modality", action="store_false",
+                   help="segment every image, even one the modality check does not find to be a chest X-ray")
     p.set_defaults(run=run)
 
 
@@ -20,7 +22,7 @@ def run(args) -> int:
     from covidlens.segmentation.lungs import PLAUSIBLE_FRACTION, lungs_files
 
     check_output_folder(args.out)
-    results = lungs_files(args.checkpoint, args.paths, args.out)
+    results = lungs_files(args.checkpoint, args.paths, args.out, check_modality=args.check_modality)
     for r in results:
         if r.error:
             print(f"skipped {r.path}: {r.error}", file=sys.stderr)

@@ -111,13 +111,17 @@ class LungResult:
     error: str = ""
 
 
-def lungs_files(checkpoint: Checkpoint | str | Path, paths, out_dir: str | Path, batch_size: int = 8) -> list[LungResult]:
+def lungs_files(checkpoint: Checkpoint | str | Path, paths, out_dir: str | Path, batch_size: int = 8,
+                check_modality: bool = True) -> list[LungResult]:
     """``covidlens lungs``: for every image under ``paths``, ``masks/<i>_<stem>.png`` (0/255, the image's
     size), ``overlays/<i>_<stem>.png`` (image beside the lungs in colour), a row of ``lungs.csv`` and
-    one ``index.html`` with every overlay. Unreadable files get a row with the reason."""
+    one ``index.html`` with every overlay. Unreadable files get a row with the reason, and so do images
+    the modality check (:mod:`covidlens.modality`) does not find to be chest X-rays, unless ``check_modality`` is False."""
     import csv
 
-    from covidlens.data.io import list_images, read_image
+    from covidlens.data.intensity import display_image
+    from covidlens.data.io import list_images, read_scan
+    from covidlens.modality import check_scan, mismatch_message
     from covidlens.segmentation.overlay import render_panel, write_gallery
 
     ckpt = load_lung_model(checkpoint)
@@ -143,7 +147,13 @@ def lungs_files(checkpoint: Checkpoint | str | Path, paths, out_dir: str | Path,
 
     for index, path in enumerate(files):
         try:
-            pending.append((index, path, read_image(path)))
+            scan = read_scan(path)
+            grey = display_image(scan)
+            refusal = mismatch_message(check_scan(scan, grey), "cxr") if check_modality else None
+            if refusal:
+                raise CovidlensError(refusal.replace("gives no verdict", "finds no lungs").replace(
+                    "the model is a chest X-ray model", "the lung model reads chest X-rays"))
+            pending.append((index, path, grey))
         except CovidlensError as exc:
             if pending:
                 flush()
