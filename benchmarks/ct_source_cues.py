@@ -80,6 +80,21 @@ class Candidate:
 # --- candidates ----------------------------------------------------------------------------------
 
 
+def remembered(score: Callable[[list[Image.Image]], np.ndarray]) -> Callable[[list[Image.Image]], np.ndarray]:
+    """``score`` computed once per image object: fused candidates ask again for the same images."""
+    memo: dict[int, float] = {}
+    kept: list[Image.Image] = []  # holds the images, so that their ids are not reused
+
+    def cached(images):
+        todo = [im for im in images if id(im) not in memo]
+        if todo:
+            memo.update(zip(map(id, todo), score(todo)))
+            kept.extend(todo)
+        return np.array([memo[id(im)] for im in images])
+
+    return cached
+
+
 def classifier(name: str, paths: list[str]) -> Candidate:
     ckpts = [load_checkpoint(p) for p in paths]
     info = ckpts[0].info
@@ -95,6 +110,7 @@ def classifier(name: str, paths: list[str]) -> Candidate:
 
         return np.mean([explain_image(c, image, "gradcam", target_class=c.info.positive_class).heat for c in ckpts], axis=0)
 
+    score = remembered(score)
     regions = sorted({c.info.preprocessing.get("region", "whole") for c in ckpts})
     what = (f"{len(ckpts)} x {info.model} {info.input_size} px, region {'/'.join(regions)}"
             + (", mean of the seeds" if len(ckpts) > 1 else ""))
@@ -113,6 +129,7 @@ def lesion_burden(lesion_ckpt: Checkpoint, train: list[Image.Image], y_train: np
 
     model = LogisticRegression(C=1.0).fit(features(train), y_train)
 
+    @remembered
     def score(images):
         return model.predict_proba(features(images))[:, 1]
 
