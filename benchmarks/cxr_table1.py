@@ -33,7 +33,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -175,11 +174,10 @@ def main(argv=None) -> int:
             if args.data_root:
                 values["data.root"] = str(args.data_root)
             config = load_config(str(CONFIG), args.overrides, values)
-            started = time.time()
             if not (run_dir / "model" / "model.json").is_file():
                 print(f"training {name} ...", flush=True)
                 train(config, progress=False)
-            minutes = (time.time() - started) / 60
+            minutes = float((run_dir / "train_seconds.txt").read_text()) / 60
             ckpt = load_checkpoint(run_dir / "model")
             inside = evaluate([ckpt], str(tables[kind]), split="test", n_boot=args.bootstrap, out_dir=args.out / name / "in-source")
             outside = evaluate([ckpt], str(external_tables[kind]), split="test", n_boot=args.bootstrap, out_dir=args.out / name / "cross-source")
@@ -208,7 +206,7 @@ def _metric(result: dict, point: str, key: str) -> str:
 
 
 def summary_line(row: dict) -> str:
-    i, o = row["in_source"]["operating_points"]["0.5"]["metrics"], row["cross_source"]["operating_points"]["0.5"]["metrics"]
+    i, o = row["in_source"]["operating_points"]["threshold_0.5"]["metrics"], row["cross_source"]["operating_points"]["threshold_0.5"]["metrics"]
     return (f"{row['model']} {row['input']}: in-source acc {i['accuracy']:.3f} sens {i['recall']:.3f} AUC {i['auc']:.3f}; "
             f"cross-source sens {o['recall']:.3f} AUC {o['auc']:.3f}; Grad-CAM in lungs {row['gradcam_lung_share']:.2f}")
 
@@ -220,12 +218,12 @@ def markdown(rows, kept, dropped, total, empty) -> str:
              "| model | input | pretrained | " + " | ".join(HEADLINE) + " | train min |", "|" + "---|" * (len(HEADLINE) + 4)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['input']} | {'ImageNet' if r['pretrained'] else 'scratch'} | "
-                     + " | ".join(_metric(r["in_source"], "0.5", k) for k in HEADLINE) + f" | {r['train_minutes']:.1f} |")
+                     + " | ".join(_metric(r["in_source"], "threshold_0.5", k) for k in HEADLINE) + f" | {r['train_minutes']:.1f} |")
     lines += ["", "At the validation-chosen threshold for 97 % sensitivity (in-source):", "",
               "| model | input | threshold | accuracy | recall (COVID sensitivity) | specificity |", "|---|---|---|---|---|---|"]
     for r in rows:
         p = r["in_source"]["operating_points"]
-        key = next(k for k in p if k != "0.5")
+        key = next(k for k in p if k != "threshold_0.5")
         lines.append(f"| {r['model']} | {r['input']} | {p[key]['threshold']:.3f} | " + " | ".join(
             _metric(r["in_source"], key, k) for k in ("accuracy", "recall", "specificity")) + " |")
     lines += ["", f"Cross-source: {kept} COVID-19 frontal X-rays of covid-chestxray (of {total}; {dropped} near-duplicates "
@@ -234,12 +232,12 @@ def markdown(rows, kept, dropped, total, empty) -> str:
               "| model | input | COVID sensitivity | AUC | in-source AUC | AUC drop | sensitivity drop | Grad-CAM heat in lungs |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        i = r["in_source"]["operating_points"]["0.5"]["metrics"]
-        o = r["cross_source"]["operating_points"]["0.5"]["metrics"]
+        i = r["in_source"]["operating_points"]["threshold_0.5"]["metrics"]
+        o = r["cross_source"]["operating_points"]["threshold_0.5"]["metrics"]
         share = r["gradcam_lung_share"]
         cam = "n/a (crop)" if share != share else f"{share:.2f} [{r['gradcam_lung_share_ci95'][0]:.2f}, {r['gradcam_lung_share_ci95'][1]:.2f}] (lungs {r['lung_area_fraction']:.2f} of image)"
-        lines.append(f"| {r['model']} | {r['input']} | {_metric(r['cross_source'], '0.5', 'recall')} | "
-                     f"{_metric(r['cross_source'], '0.5', 'auc')} | {i['auc']:.3f} | {i['auc'] - o['auc']:+.3f} | "
+        lines.append(f"| {r['model']} | {r['input']} | {_metric(r['cross_source'], 'threshold_0.5', 'recall')} | "
+                     f"{_metric(r['cross_source'], 'threshold_0.5', 'auc')} | {i['auc']:.3f} | {i['auc'] - o['auc']:+.3f} | "
                      f"{i['recall'] - o['recall']:+.3f} | {cam} |")
     lines += ["", f"Images where the lung model found no lungs (kept whole): {empty}.", ""]
     return "\n".join(lines)
