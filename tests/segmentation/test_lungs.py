@@ -120,6 +120,8 @@ def test_lungs_command_refuses_a_ct_slice_unless_told_not_to_check(lung_run, dat
     assert main(["lungs", str(ct), "--checkpoint", str(lung_run), "--out", str(tmp_path / "checked")]) == 1
     (row,) = csv.DictReader((tmp_path / "checked" / "lungs.csv").open())
     assert row["error"].startswith("this looks like a chest CT slice, but the lung model reads chest X-rays")
-    assert "finds no lungs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "finds no lungs" in err and "1 of 1 images were refused by the modality check" in err
+    assert "could not be read" not in err
     assert main(["lungs", str(ct), "--checkpoint", str(lung_run), "--out", str(tmp_path / "unchecked"),
                  "--no-modality-check"]) == 0

@@ -24,11 +24,17 @@ def run(args) -> int:
     check_output_folder(args.out)
     results = lungs_files(args.checkpoint, args.paths, args.out, check_modality=args.check_modality)
     for r in results:
-        if r.error:
+        if r.refused:
+            print(f"refused {r.path}: {r.error}", file=sys.stderr)
+        elif r.error:
             print(f"skipped {r.path}: {r.error}", file=sys.stderr)
         else:
             flag = "" if r.plausible else (f"  (outside the plausible {PLAUSIBLE_FRACTION[0]:.0%}-"
                                            f"{PLAUSIBLE_FRACTION[1]:.0%}: check the overlay)")
             print(f"{r.path}  lungs {r.lung_fraction:.1%}{flag}  {r.overlay_png}")
     print(f"gallery: {args.out}/index.html")
-    return batch_status(sum(1 for r in results if r.error), len(results))
+    refused = sum(r.refused for r in results)
+    if refused:
+        print(f"covidlens: {refused} of {len(results)} images were refused by the modality check (the lung model "
+              "reads chest X-rays); --no-modality-check segments them anyway.", file=sys.stderr)
+    return max(batch_status(sum(1 for r in results if r.error and not r.refused), len(results)), int(bool(refused)))

@@ -109,6 +109,8 @@ class LungResult:
     mask_png: str = ""
     overlay_png: str = ""
     error: str = ""
+    #: True when the modality check refused the image (``error`` says why); False for an unreadable file.
+    refused: bool = False
 
 
 def lungs_files(checkpoint: Checkpoint | str | Path, paths, out_dir: str | Path, batch_size: int = 8,
@@ -151,8 +153,12 @@ def lungs_files(checkpoint: Checkpoint | str | Path, paths, out_dir: str | Path,
             grey = display_image(scan)
             refusal = mismatch_message(check_scan(scan, grey), "cxr") if check_modality else None
             if refusal:
-                raise CovidlensError(refusal.replace("gives no verdict", "finds no lungs").replace(
-                    "the model is a chest X-ray model", "the lung model reads chest X-rays"))
+                if pending:
+                    flush()
+                results.append(LungResult(str(path), refused=True, error=refusal.replace(
+                    "gives no verdict", "finds no lungs").replace("the model is a chest X-ray model",
+                                                                  "the lung model reads chest X-rays")))
+                continue
             pending.append((index, path, grey))
         except CovidlensError as exc:
             if pending:
