@@ -48,6 +48,7 @@ __all__ = [
     "read_dicom_hu",
     "read_image",
     "read_scan",
+    "source_layout",
     "window_hu",
 ]
 
@@ -107,10 +108,55 @@ class Scan:
     window: tuple[float, float] | None = None
     bits: int = 8
     positions: tuple[float, ...] | None = None
+    #: A DICOM series' files in the order of axis 0 (what a DICOM SEG must reference, slice by slice).
+    files: tuple[Path, ...] | None = None
+    #: A volume's 4 x 4 voxel-to-world (RAS, mm) matrix for the array :func:`source_layout` returns, so
+    #: masks written as NIfTI lie on the scan in any viewer; None when the file gives no geometry.
+    affine: np.ndarray | None = None
+    #: How a NIfTI file's axes became (slice, row, col): (row_axis, col_axis, flip_axis0, flip_axis1).
+    layout: tuple[int, int, bool, bool] | None = None
 
     @property
     def ndim(self) -> int:
         return self.pixels.ndim
+
+
+def source_layout(scan: Scan, volume: np.ndarray) -> np.ndarray:
+    """A (D, H, W) array on the scan's grid laid out as the voxels of :attr:`Scan.affine`: the file's
+    own axes for a NIfTI volume, (col, row, slice) for a DICOM series."""
+    volume = np.asarray(volume)
+    if volume.shape != scan.pixels.shape or scan.ndim != 3:
+        raise CovidlensError(f"a mask of shape {volume.shape} does not match the volume {scan.pixels.shape} of {scan.path}.")
+    if scan.layout is None:
+        return np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
+    row_axis, col_axis, *flips = scan.layout
+    order = [0, 0, 0]
+    order[row_axis], order[col_axis], order[2] = 1, 2, 0
+    data = np.transpose(volume, order)
+    for axis in (0, 1):
+        if flips[axis]:
+            data = np.flip(data, axis=axis)
+    return np.ascontiguousarray(data)
+
+
+def _series_affine(headers, order: list[int], step: float | None, pixel_spacing) -> np.ndarray | None:
+    """RAS affine of a series laid out (col, row, slice), slices head to feet as :func:`_read_series` stacks them."""
+    first = headers[order[0]]
+    if pixel_spacing is None or "ImagePositionPatient" not in first or "ImageOrientationPatient" not in first:
+        return None
+    cosines = [float(v) for v in first.ImageOrientationPatient]
+    along_row, along_col = np.array(cosines[:3]), np.array(cosines[3:])
+    if len(order) > 1:
+        last = np.array([float(v) for v in headers[order[1]].ImagePositionPatient])
+        slice_vector = last - np.array([float(v) for v in first.ImagePositionPatient])
+    else:
+        slice_vector = np.cross(along_row, along_col) * (step or 1.0)
+    lps = np.eye(4)
+    lps[:3, 0] = along_row * pixel_spacing[1]
+    lps[:3, 1] = along_col * pixel_spacing[0]
+    lps[:3, 2] = slice_vector
+    lps[:3, 3] = [float(v) for v in first.ImagePositionPatient]
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
 
 
 def is_dicom(path: str | os.PathLike) -> bool:
@@ -438,6 +484,8 @@ def _read_series(folder: Path) -> Scan:
         window=_dicom_window(first, first_inverted),
         bits=int(first.get("BitsStored") or 8),
         positions=positions,
+        files=tuple(files[i] for i in order),
+        affine=_series_affine(headers, order, step, pixel_spacing),
     )
 
 
@@ -587,4 +635,6 @@ def _read_nifti(path: Path) -> Scan:
         window=((cal[0] + cal[1]) / 2.0, cal[1] - cal[0]) if cal[1] > cal[0] else None,
         bits=int(stored.itemsize * 8),
         positions=positions,
+        affine=affine,
+        layout=(row_axis, col_axis, flips[0], flips[1]),
     )
