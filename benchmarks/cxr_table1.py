@@ -170,7 +170,7 @@ def main(argv=None) -> int:
             name = f"{model}-{kind}"
             run_dir = runs / name
             values = {"name": name, "trainer.out_dir": str(runs), "model.name": model,
-                      "model.pretrained": pretrained, "data.dataset": str(tables[kind]), "trainer.accelerator": "cpu"}
+                      "model.pretrained": pretrained, "data.dataset": str(tables[kind]), "data.lungs": kind, "trainer.accelerator": "cpu"}
             if args.data_root:
                 values["data.root"] = str(args.data_root)
             config = load_config(str(CONFIG), args.overrides, values)

@@ -32,7 +32,7 @@ def test_version_2_records_task_modality_classes_and_preprocessing(tiny_run):
     assert meta["task"] == "classification" and meta["modality"] == "ct"
     assert meta["classes"] == ["NonCOVID", "COVID"] and meta["positive_class"] == "COVID"
     assert meta["input_size"] == 64 and len(meta["mean"]) == len(meta["std"]) == meta["in_channels"] == 3
-    assert meta["preprocessing"] == {"intensity": "display", "region": "whole", "resize": "stretch"}
+    assert meta["preprocessing"] == {"intensity": "display", "region": "whole", "resize": "stretch", "lungs": "raw"}
 
 
 def test_a_file_written_before_the_region_step_reads_as_whole_image(copy_of):

@@ -46,9 +46,12 @@ MAX_PARAMETERS = 1_000_000_000
 #: window, 8-bit images as stored, raw DICOM through its own window, other raw values stretched);
 #: ``region``: ``whole`` keeps the whole image, ``body`` blacks out everything around the body and cuts
 #: the image to it (:mod:`covidlens.data.body`: figure margins, text and the scanner table go);
-#: ``resize``: ``stretch`` resizes the (cut) image to a square.
-PREPROCESSING_CHOICES = {"intensity": ("display",), "region": ("whole", "body"), "resize": ("stretch",)}
-DEFAULT_PREPROCESSING = {"intensity": "display", "region": "whole", "resize": "stretch"}
+#: ``resize``: ``stretch`` resizes the (cut) image to a square; ``lungs`` (chest X-ray, seed 002's stage 2):
+#: ``raw``, or ``masked`` / ``cropped`` when a lung model's mask was applied before this model, which the
+#: screen road then applies too (:func:`covidlens.segmentation.lungs.apply_lungs`).
+PREPROCESSING_CHOICES = {"intensity": ("display",), "region": ("whole", "body"), "resize": ("stretch",),
+                         "lungs": ("raw", "masked", "cropped")}
+DEFAULT_PREPROCESSING = {"intensity": "display", "region": "whole", "resize": "stretch", "lungs": "raw"}
 
 
 @dataclass
@@ -221,6 +224,9 @@ def read_info(meta: Path) -> ModelInfo:
     if isinstance(raw.get("preprocessing"), dict) and "region" not in raw["preprocessing"]:
         # Written before the region step existed: those models saw the whole image.
         raw["preprocessing"] = {**raw["preprocessing"], "region": "whole"}
+    if isinstance(raw.get("preprocessing"), dict) and "lungs" not in raw["preprocessing"]:
+        # Written before the lungs step was recorded: stage-2 inputs were not marked, read as raw.
+        raw["preprocessing"] = {**raw["preprocessing"], "lungs": "raw"}
     info = ModelInfo(**raw)
     validate_info(info, str(meta))
     return info

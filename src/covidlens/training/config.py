@@ -41,6 +41,9 @@ class DataConfig:
     #: or ``body``: the body cut out, its surroundings black (covidlens.data.body; removes figure
     #: margins, text and the table, which are source cues in COVID-CT).
     region: str = "whole"
+    #: Chest X-ray stage 2: ``raw``, or ``masked`` / ``cropped`` when the table's images were lung-masked
+    #: by a lung model first (recorded, so that the screen road masks the same way).
+    lungs: str = "raw"
 
 
 @dataclass
@@ -240,6 +243,7 @@ _CHOICES = {
     "segment.loss": ("dicece", "dice", "ce"),
     "data.modality": (None, "ct", "cxr"),
     "data.region": ("whole", "body"),
+    "data.lungs": ("raw", "masked", "cropped"),
 }
 
 
