@@ -56,13 +56,12 @@ from covidlens.data.io import Scan, read_scan
 from covidlens.errors import CovidlensError
 from covidlens.measure.lungs import segment_lungs_grey, segment_lungs_hu
 from covidlens.measure.volumes import restrict_to_lung, severity_class
+from covidlens.modality.tags import modality_from_header
 
 #: Margin added to each side of a slice's lung bounding box, as a fraction of the box's size.
 CROP_MARGIN = 0.05
 #: Overlays written: the slices with the largest lesion area (the largest lung if none has lesion).
 MAX_OVERLAYS = 6
-#: Modalities of X-ray images, which this CT pipeline refuses.
-XRAY_MODALITIES = ("CR", "DX", "DR", "RF", "XA", "MG")
 #: Crops sent through the model at once.
 BATCH_SLICES = 8
 
@@ -219,11 +218,12 @@ def _segmentation_checkpoint(checkpoint) -> Checkpoint:
 
 
 def _check_ct(scan: Scan) -> None:
-    if scan.modality.upper() in XRAY_MODALITIES:
+    header = modality_from_header(scan.modality)
+    if header == "cxr":
         raise CovidlensError(
             f"{scan.path} is an X-ray ({scan.modality}) image, but quantify measures lesions on CT slices and volumes."
         )
-    if scan.modality and scan.modality.upper() != "CT":
+    if header == "other":
         raise CovidlensError(f"{scan.path} is a {scan.modality} image, but quantify measures lesions on CT only.")
     if scan.ndim not in (2, 3):
         raise CovidlensError(f"{scan.path} is {scan.ndim}-D; quantify needs a CT slice or a 3-D volume.")

@@ -7,7 +7,7 @@ predict can refuse with one sentence (:func:`mismatch_message`) instead of a ver
 The check is cheap rules where they are measured to be safe on every real image of ``../shared/data``
 (``benchmarks/modality.py`` prints the margins), then a tiny CNN on a 64 x 64 grey thumbnail:
 
-1. the DICOM header's Modality, where the file has one (CT; CR/DX/DR/RF are radiographs);
+1. the DICOM header's Modality, where the file has one (read through :mod:`covidlens.modality.tags`);
 2. too small: under :data:`MIN_SIDE` pixels on a side;
 3. near-constant: grey standard deviation under :data:`MIN_STD` (a blank, a uniform CMYK square);
 4. colourful: more than :data:`MAX_COLOUR_FRACTION` of the pixels lie at least :data:`COLOUR_CHROMA`
@@ -32,6 +32,7 @@ from torch import nn
 from covidlens.data.intensity import display_image, to_uint8
 from covidlens.data.io import Scan, read_scan
 from covidlens.errors import CovidlensError
+from covidlens.modality.tags import modality_from_header
 
 KINDS = ("ct", "cxr", "other")
 THUMBNAIL = 64
@@ -42,7 +43,6 @@ MAX_COLOUR_FRACTION = 0.10
 
 WEIGHTS = Path(__file__).with_name("modality_cnn.safetensors")
 
-_RADIOGRAPH_MODALITIES = {"CR", "DX", "DR", "RF", "RG"}
 _COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _NAMES = {"ct": "a chest CT slice", "cxr": "a chest X-ray"}
 _MODEL_NAMES = {"ct": "a CT model", "cxr": "a chest X-ray model"}
@@ -84,13 +84,9 @@ def check_modality(source: str | os.PathLike | Image.Image | Scan | np.ndarray) 
 def check_scan(scan: Scan, grey: Image.Image | None = None) -> ModalityCheck:
     """The check for a scan read by :func:`~covidlens.data.io.read_scan`; ``grey`` is its display image
     when the caller already has it. Colour is measured on the file itself (the scan keeps grey only)."""
-    dicom = (scan.modality or "").upper()
-    if dicom == "CT":
-        return ModalityCheck("ct", {"ct": 1.0}, "the DICOM header says Modality CT")
-    if dicom in _RADIOGRAPH_MODALITIES:
-        return ModalityCheck("cxr", {"cxr": 1.0}, f"the DICOM header says Modality {dicom}")
-    if dicom:
-        return ModalityCheck("other", {"other": 1.0}, f"the DICOM header says Modality {dicom}")
+    header = modality_from_header(scan.modality)
+    if header is not None:
+        return ModalityCheck(header, {header: 1.0}, f"the DICOM header says Modality {scan.modality.strip().upper()}")
     grey = display_image(scan) if grey is None else grey
     colour = None
     if scan.photometric in _COLOUR_MODES and scan.path and Path(scan.path).is_file():

@@ -26,13 +26,11 @@ from covidlens.data.intensity import display_image, to_uint8
 from covidlens.data.io import Scan
 from covidlens.errors import CovidlensError
 from covidlens.inference import batch_probabilities, decide, eval_transform
-from covidlens.modality import check_scan
+from covidlens.modality import check_scan, header_tags, modality_from_header
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
 from covidlens.serve.uploads import Upload, opened_scan, public_message
 
-#: DICOM Modality values of chest radiographs (computed, digital, digital radiography).
-XRAY_TAGS = ("CR", "DX", "DR")
 MODALITY_WORDS = {"ct": "CT", "cxr": "chest X-ray"}
 #: Slices of a volume classified at once.
 BATCH = 16
@@ -125,17 +123,18 @@ class ServedModels:
 
 def detected_modality(scan: Scan) -> tuple[str, str]:
     """('ct' | 'cxr' | 'unknown', how it was told) from what the file itself states."""
-    tag = scan.modality.upper()
-    if tag == "CT":
+    header = modality_from_header(scan.modality)
+    if header == "ct":
         if scan.format == "nifti":
             return "ct", "hounsfield-units"
         return "ct", "dicom-tag"
-    if tag in XRAY_TAGS:
+    if header == "cxr":
         return "cxr", "dicom-tag"
-    if tag:
+    if header == "other":
         raise ApiError(
             422, "unsupported_modality",
-            f"The upload is a DICOM image of modality {tag}; covidlens screens CT and chest X-ray (CR, DX) only.",
+            f"The upload is a DICOM image of modality {scan.modality.strip().upper()}; covidlens screens CT and "
+            f"chest X-ray ({', '.join(header_tags('cxr'))}) only.",
         )
     if scan.units == "HU":
         return "ct", "hounsfield-units"
