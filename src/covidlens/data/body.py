@@ -37,7 +37,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from covidlens.errors import CovidlensError
-from covidlens.measure.lungs import _convex_hull, _otsu_threshold
+from covidlens.data.morphology import filled_convex_hull, otsu_threshold
 
 #: Grey levels above the edge's dark level that still count as background air.
 DARK_MARGIN = 25
@@ -116,7 +116,7 @@ def body_mask(grey) -> np.ndarray:
         raise CovidlensError(f"body_mask needs one 2-D grey slice, not an array of shape {array.shape}.")
     array = np.clip(array, 0, 255).astype(np.uint8)
     everything = np.ones(array.shape, bool)
-    otsu = _otsu_threshold(array)
+    otsu = otsu_threshold(array)
     nothing = np.zeros(array.shape, bool)
     candidates = [_flood_dark(array, otsu, nothing)]
     if (_edge_values(array) >= WHITE).mean() >= 0.5:
@@ -133,7 +133,7 @@ def body_mask(grey) -> np.ndarray:
         # A saturated body that touches the margin is partly flooded with it: accept what is left only
         # while it is a sizeable piece, else fall back to the dark background alone.
         if body.sum() >= 0.25 * array.size or (background is candidates[-1] and body.sum() >= MIN_BODY * array.size):
-            return _convex_hull(body)
+            return filled_convex_hull(body)
     return everything
 
 

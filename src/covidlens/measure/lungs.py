@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from covidlens.data.intensity import LUNG_WINDOW
+from covidlens.data.morphology import filled_convex_hull, otsu_threshold
 from covidlens.errors import CovidlensError
 
 LUNG_THRESHOLD_HU = -320.0
@@ -155,7 +156,7 @@ def segment_lungs_cropped(grey, hull: bool = True) -> np.ndarray:
         raise CovidlensError(f"segment_lungs_cropped needs one 2-D grey slice, not an array of shape {array.shape}.")
     if not np.issubdtype(array.dtype, np.number) or float(array.min()) < 0.0 or float(array.max()) > 255.0:
         raise CovidlensError("segment_lungs_cropped needs grey levels 0..255; use segment_lungs_hu for Hounsfield units.")
-    dark = array < _otsu_threshold(array)
+    dark = array < otsu_threshold(array)
     labels, count = ndi.label(dark)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
@@ -164,36 +165,8 @@ def segment_lungs_cropped(grey, hull: bool = True) -> np.ndarray:
     if hull and lung.any():
         pieces, n = ndi.label(lung)
         for k in range(1, n + 1):
-            lung |= _convex_hull(pieces == k)
+            lung |= filled_convex_hull(pieces == k)
     return lung
-
-
-def _otsu_threshold(grey: np.ndarray) -> float:
-    """The grey level that best splits the slice's histogram into two classes (Otsu 1979)."""
-    hist = np.bincount(np.clip(np.asarray(grey), 0, 255).astype(np.int64).ravel(), minlength=256).astype(float)
-    p = hist / hist.sum()
-    weight = np.cumsum(p)
-    mean = np.cumsum(p * np.arange(256))
-    between = (mean[-1] * weight - mean) ** 2 / np.maximum(weight * (1.0 - weight), 1e-12)
-    return float(np.argmax(between)) + 0.5
-
-
-def _convex_hull(piece: np.ndarray) -> np.ndarray:
-    """The filled convex hull of one 2-D boolean piece (the piece itself when it is a line)."""
-    from scipy.spatial import ConvexHull, Delaunay, QhullError
-
-    points = np.argwhere(piece)
-    try:
-        # Triangulate the hull's corners only: a Delaunay of every pixel of a grid is very slow.
-        triangulation = Delaunay(points[ConvexHull(points).vertices])
-    except (QhullError, ValueError):
-        return piece
-    rows, cols = ndi.find_objects(piece.astype(np.int32))[0]
-    grid = np.mgrid[rows, cols].reshape(2, -1).T
-    inside = (triangulation.find_simplex(grid) >= 0).reshape(rows.stop - rows.start, cols.stop - cols.start)
-    out = piece.copy()
-    out[rows, cols] |= inside
-    return out
 
 
 def _spacing(spacing, ndim: int) -> tuple[float, float, float]:
