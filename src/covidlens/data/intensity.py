@@ -1,4 +1,4 @@
-"""Turning the physical values of a :class:`~covidlens.data.io.Scan` into grey levels for display and
+"""Turning the physical values of a :class:`~covidlens.data.scan.Scan` into grey levels for display and
 for the 8-bit image models.
 
 Reading keeps pixels in their own units (Hounsfield units, raw detector values); choosing what part of
@@ -9,15 +9,11 @@ produced one way.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from PIL import Image
 
+from covidlens.data.scan import Scan
 from covidlens.errors import CovidlensError
-
-if TYPE_CHECKING:
-    from covidlens.data.io import Scan
 
 #: Lung window (centre, width) in Hounsfield units: -1350..150 HU, air black and soft tissue white,
 #: so ground-glass (-700..-300 HU) and consolidation (-100..100 HU) fall on the visible range.
