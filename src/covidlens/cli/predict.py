@@ -11,7 +11,8 @@ from contextlib import ExitStack
 from dataclasses import asdict
 
 from covidlens.cli.common import batch_status, check_output_folder
-from covidlens.errors import CovidlensError
+from covidlens.evaluation.operating_points import NAMES as OPERATING_POINTS
+from covidlens.evaluation.operating_points import classifier_point
 
 
 def add_parser(sub) -> None:
@@ -27,8 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="processes decoding and resizing images (default: one per spare core, at most 4; 0: none)")
     p.add_argument("--threshold", type=float, help="decision threshold on P(positive class)")
-    p.add_argument("--operating-point", choices=["0.5", "sensitivity"], default="0.5",
-                   help="'sensitivity' uses the threshold chosen on validation for the target sensitivity")
+    p.add_argument("--operating-point", choices=OPERATING_POINTS, default="default",
+                   help="'default': the model's own threshold; 'sensitivity': the threshold chosen on validation for "
+                        "the target sensitivity (the web service's operating_point takes the same names)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test-time augmentation (default: as trained)")
     p.add_argument("--no-modality-check", dest="check_modality", action="store_false",
@@ -73,10 +75,8 @@ def run(args) -> int:
     model = open_model(args.checkpoint, args.backend, device=args.device)
     info = model.info
     threshold = args.threshold
-    if threshold is None and args.operating_point == "sensitivity":
-        if info.sensitivity_threshold is None:
-            raise CovidlensError(f"{args.checkpoint} has no validation-chosen sensitivity threshold; pass --threshold.")
-        threshold = info.sensitivity_threshold
+    if threshold is None and args.operating_point != "default":
+        threshold = classifier_point(info, args.operating_point).threshold
     score = f"P({info.positive_class})" if info.positive_class else "P(label)"
     lesion = None
     if args.lesion_checkpoint:

@@ -395,20 +395,14 @@ def _probabilities(ckpt: Checkpoint, images: list[Image.Image], runner=None) -> 
 
 
 def _operating_point(ckpt: Checkpoint, name: str) -> tuple[float | None, str]:
-    info = ckpt.info
-    if info.positive_class is None:
-        return None, "The most probable class is the decision (this model names no positive class)."
-    if name == "sensitivity":
-        if info.sensitivity_threshold is None:
-            raise ApiError(422, "no_operating_point",
-                           "This model has no validation-chosen sensitivity threshold; use operating_point=default.")
-        target = f"{info.target_sensitivity:.0%} " if info.target_sensitivity is not None else ""
-        return info.sensitivity_threshold, (
-            f"{info.positive_class} when P({info.positive_class}) >= {info.sensitivity_threshold:.3f}, the threshold "
-            f"chosen on validation for {target}sensitivity (more false alarms, fewer missed cases)."
-        )
-    return info.threshold, (f"{info.positive_class} when P({info.positive_class}) >= {info.threshold:.3f}, "
-                            "the model's default threshold.")
+    from covidlens.evaluation.operating_points import classifier_point
+
+    try:
+        point = classifier_point(ckpt.info, name)
+    except CovidlensError:
+        raise ApiError(422, "no_operating_point",
+                       "This model has no validation-chosen sensitivity threshold; use operating_point=default.") from None
+    return point.threshold, point.statement
 
 
 def check_request(models: ServedModels, options: Options, needs: str) -> None:
