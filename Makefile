@@ -34,10 +34,13 @@ demo: setup
 	$(VENV)/bin/covidlens explain --checkpoint $(RUNS)/$(DEMO_NAME)/model --method gradcam --out $(RUNS)/$(DEMO_NAME)/report/heatmaps $(DEMO_IMAGES)
 	@echo "report folder: $(RUNS)/$(DEMO_NAME) (model/, config.yaml, training_curves.png, report/, report/heatmaps/index.html)"
 
-# The browser test drives Debian's chromium; install it when missing (needs root; without it that test skips).
+# The browser test drives Debian's chromium, the DICOM output tests validate with dciodvfy (dicom3tools) and
+# dcmdump (dcmtk); install them when missing (needs root; without them those tests skip).
 test: setup
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
 		|| echo "make test: chromium is not installed and could not be (not root?); the browser test will skip"
+	@(command -v dciodvfy && command -v dcmdump) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools dcmtk) >/dev/null 2>&1 \
+		|| echo "make test: dicom3tools/dcmtk are not installed and could not be (not root?); the DICOM validator test will skip"
 	COVIDLENS_TEST_DATA=$(DATA) $(PY) -m pytest -q
 
 # The accuracy benchmark of docs/results.md (15-25 minutes a configuration on 2 CPU cores).
