@@ -14,7 +14,14 @@ def add_parser(sub) -> None:
                    help="engine for predict: torch, or onnxruntime (the classifiers are exported in memory at start-up; "
                         "explain, segment and quantify run PyTorch) (default torch)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
+                   help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network "
+                        "and needs --token-file or --no-auth)")
+    access = p.add_mutually_exclusive_group()
+    access.add_argument("--token-file", metavar="PATH",
+                        help="file holding a secret token (at least 16 characters) that every API request must send "
+                             "as 'Authorization: Bearer <token>'; the page asks for it once")
+    access.add_argument("--no-auth", action="store_true",
+                        help="serve beyond loopback without authentication; the page and the log say so")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=1, help="inference worker threads, each with its own models (default 1)")
     p.add_argument("--queue", type=int, default=8,
@@ -31,6 +38,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from covidlens.serve import ServeConfig, run_server
+    from covidlens.serve.server import read_token_file
     from covidlens.serve.uploads import UploadLimits
 
     if not 0 < args.port < 65536:
@@ -42,6 +50,7 @@ def run(args) -> int:
         ct_checkpoint=args.ct_checkpoint, cxr_checkpoint=args.cxr_checkpoint, lesion_checkpoint=args.lesion_checkpoint,
         workers=args.workers, queue_size=args.queue, request_timeout_s=args.timeout, backend=args.backend,
         limits=UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_files=args.max_files),
+        token=read_token_file(args.token_file) if args.token_file else None,
     )
-    run_server(config, host=args.host, port=args.port, log_level=args.log_level)
+    run_server(config, host=args.host, port=args.port, log_level=args.log_level, no_auth=args.no_auth)
     return 0

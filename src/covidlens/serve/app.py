@@ -3,11 +3,13 @@
 ``create_app`` loads the models once (a bad checkpoint stops start-up with one sentence), and the
 app's lifespan starts the worker pool and, at shutdown, lets it finish what it holds. Each upload
 endpoint admits the request first (503 with Retry-After when the pool is full, before the body is
-read), receives the body under the upload limits, and hands it to a worker with a time limit.
+read), receives the body under the upload limits, and hands it to a worker with a time limit. With a
+token, :class:`BearerTokenGate` answers 401 before any of that to a request that does not carry it.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -51,9 +53,15 @@ class ServeConfig:
     limits: UploadLimits = field(default_factory=UploadLimits)
     #: Engine for predict: "torch" or "onnxruntime" (explain, segment and quantify run PyTorch).
     backend: str = "torch"
+    #: The secret every request but the page and the health checks must send as ``Authorization: Bearer``;
+    #: None: no authentication.
+    token: str | None = field(default=None, repr=False)
+    #: The address the server listens on without a token beyond loopback, which the page and the log warn
+    #: about (set by :func:`covidlens.serve.server.run_server` for ``--no-auth``).
+    unauthenticated_host: str | None = None
 
 
-_ERRORS = {status: {"model": schemas.ErrorResponseV1} for status in (400, 404, 413, 415, 422, 500, 503, 504)}
+_ERRORS = {status: {"model": schemas.ErrorResponseV1} for status in (400, 401, 404, 413, 415, 422, 500, 503, 504)}
 
 
 def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None) -> FastAPI:
@@ -65,6 +73,8 @@ def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None)
     async def lifespan(app: FastAPI):
         app.state.pool = InferencePool(lambda i: served if i == 0 else served.replicate(), config.workers,
                                        config.queue_size)
+        if config.unauthenticated_host:
+            log.warning(_no_auth_warning(config.unauthenticated_host))
         log.info("covidlens serve ready: models %s, %d worker(s), queue %d", ", ".join(served.ids()),
                  config.workers, config.queue_size)
         try:
@@ -82,8 +92,18 @@ def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None)
     )
     app.state.models = served
     app.state.config = config
+    if config.token is not None:
+        app.add_middleware(BearerTokenGate, token=config.token,
+                           open_paths={*_STATIC, "/config", "/healthz", "/readyz", app.docs_url, app.redoc_url,
+                                       app.swagger_ui_oauth2_redirect_url, app.openapi_url})
     _add_error_handlers(app)
     _add_pages(app)
+
+    @app.get("/config", include_in_schema=False)
+    async def page_config() -> dict:
+        """What the page needs before its first API call: whether to ask for a token, and a warning to show."""
+        warning = _no_auth_warning(config.unauthenticated_host) if config.unauthenticated_host else None
+        return {"auth_required": config.token is not None, "warning": warning}
 
     @app.get("/healthz", response_model=schemas.HealthV1, tags=["health"])
     async def healthz() -> schemas.HealthV1:
@@ -192,6 +212,43 @@ async def _serve(request: Request, name: str, needs: str, job, options: pipeline
                            "again, and report it if it happens again.") from None
     log.info("%s answered in %.3f s", name, time.perf_counter() - start)
     return result
+
+
+def _no_auth_warning(host: str) -> str:
+    return (f"This service has no authentication and listens on {host}: anyone who can reach that address can "
+            "send scans to it and read the results.")
+
+
+class BearerTokenGate:
+    """ASGI middleware: a request outside ``open_paths`` without ``Authorization: Bearer <token>`` gets 401.
+
+    It runs before routing, so a refused request never reaches the pool and its body is never read; an
+    endpoint added later is closed unless its path is added to ``open_paths``.
+    """
+
+    def __init__(self, app, token: str, open_paths: set[str | None]):
+        if not token:
+            raise ValueError("an empty token would let every request through")
+        self.app = app
+        self.expected = token.encode()
+        self.open_paths = frozenset(path for path in open_paths if path)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        sent = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = sent.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.expected):
+            return await self.app(scope, receive, send)
+        if sent:
+            code, challenge = "invalid_token", 'Bearer error="invalid_token"'
+            message = "The access token is not this server's; send the right one as 'Authorization: Bearer <token>'."
+        else:
+            code, challenge = "missing_token", "Bearer"
+            message = ("This server needs an access token: send it as 'Authorization: Bearer <token>' (whoever runs "
+                       "the server has it).")
+        log.info("%s %s -> 401 %s", scope["method"], scope["path"], code)
+        await _error(401, code, message, {"WWW-Authenticate": challenge})(scope, receive, send)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -1,9 +1,13 @@
 // The covidlens page: sends the chosen files to this server's /v1 API and shows what comes back.
 // Server text is only ever set as textContent; images arrive as base64 PNG inside the JSON.
+// When the server requires a token, it is asked for once and kept in this tab's sessionStorage.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const TOKEN_KEY = "covidlens-token";
 let served = { models: [] };
+
+class TokenRefused extends Error {}
 
 function pngUrl(base64) {
   return "data:image/png;base64," + base64;
@@ -20,11 +24,46 @@ function showError(message) {
   box.hidden = false;
 }
 
+function askForToken() {
+  $("token-form").hidden = false;
+  $("token-input").focus();
+}
+
+function useToken(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  if (!token) {
+    showError("Enter the access token first.");
+    $("token-input").focus();
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("token-input").value = "";
+  $("token-form").hidden = true;
+  $("error").hidden = true;
+  loadModels();
+}
+
+// fetch with the stored token; a 401 forgets it and asks for it again.
+async function fetchWithToken(url, options = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const response = await fetch(url, { ...options, headers });
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    askForToken();
+    throw new TokenRefused(token
+      ? "The server did not accept the access token; enter the right one in the Access token field."
+      : "This server needs an access token; enter it in the Access token field.");
+  }
+  return response;
+}
+
 async function callApi(endpoint, files, params) {
   const body = new FormData();
   for (const file of files) body.append("file", file, file.name);
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
-  const response = await fetch(`/v1/${endpoint}?${query}`, { method: "POST", body });
+  const response = await fetchWithToken(`/v1/${endpoint}?${query}`, { method: "POST", body });
   let payload = null;
   try {
     payload = await response.json();
@@ -179,10 +218,11 @@ function wireDropZone() {
 
 async function loadModels() {
   try {
-    const response = await fetch("/v1/models");
+    const response = await fetchWithToken("/v1/models");
     served = await response.json();
   } catch (e) {
-    showError("The server's model list could not be read; is the server running?");
+    const unreadable = "The server's model list could not be read; is the server running?";
+    showError(e instanceof TokenRefused ? e.message : unreadable);
     return;
   }
   const modalities = new Set(served.models.filter((m) => m.role === "classifier").map((m) => m.modality));
@@ -192,8 +232,29 @@ async function loadModels() {
   $("lesion-field").hidden = !served.models.some((m) => m.id === "lesion");
 }
 
+// The server's /config says whether it wants a token and what the page must warn about.
+async function start() {
+  let config;
+  try {
+    config = await (await fetch("/config")).json();
+  } catch (e) {
+    showError("The server's settings could not be read; is the server running?");
+    return;
+  }
+  if (config.warning) {
+    $("exposure-warning").textContent = config.warning;
+    $("exposure-warning").hidden = false;
+  }
+  if (config.auth_required && !sessionStorage.getItem(TOKEN_KEY)) {
+    askForToken();
+    return;
+  }
+  loadModels();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   $("upload-form").addEventListener("submit", screen);
+  $("token-form").addEventListener("submit", useToken);
   wireDropZone();
-  loadModels();
+  start();
 });
