@@ -5,6 +5,7 @@ The library's front door, as ``timm.create_model`` is timm's::
     import covidlens
     ckpt = covidlens.load_checkpoint("runs/demo/model")
     rows = covidlens.predict(ckpt, ["scan.png"])
+    run = covidlens.screen(["P001/"], "screened/", lesion="runs/lesions/model")   # one answer per study
 
 Names are imported on first use, so ``import covidlens`` (and the command line) stays quick.
 """
@@ -31,6 +32,7 @@ _API = {
     "segment_image": "covidlens.segmentation",
     "segment_files": "covidlens.segmentation",
     "quantify_scan": "covidlens.measure.quantify",
+    "screen": "covidlens.screening",
     "CovidlensError": "covidlens.errors",
 }
 

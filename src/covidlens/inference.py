@@ -271,14 +271,15 @@ def class_probabilities(ckpt: Checkpoint, samples, batch_size: int = 32, tta: bo
     return np.concatenate(out) if out else np.zeros((0, len(ckpt.info.classes)))
 
 
-def image_probabilities(ckpt: Checkpoint, images, batch_size: int = 32, tta: bool = False) -> np.ndarray:
-    """N x K class probabilities for grey PIL images already in memory (through the model's own preset)."""
+def image_probabilities(ckpt: Checkpoint, images, batch_size: int = 32, tta: bool = False, engine=None) -> np.ndarray:
+    """N x K class probabilities for grey PIL images already in memory (through the model's own preset);
+    ``engine`` (an :class:`~covidlens.runtime.OnnxModel` of the same checkpoint) runs them instead of PyTorch."""
     transform = eval_transform(ckpt.info)
-    device = next(ckpt.model.parameters()).device
+    device = "cpu" if engine is not None else next(ckpt.model.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
         batch = torch.stack([transform(image) for image in images[start : start + batch_size]])
-        out.append(batch_probabilities(ckpt.model, batch.to(device), ckpt.info, tta).cpu().numpy())
+        out.append(batch_probabilities(engine or ckpt.model, batch.to(device), ckpt.info, tta).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(ckpt.info.classes)))
 
 
