@@ -223,7 +223,7 @@ def evaluate_segmentation(
     from covidlens.checkpoint import Checkpoint, load_checkpoint
     from covidlens.data.datamodule import read_image_and_mask
     from covidlens.data.datasets import load_dataset
-    from covidlens.segmentation.overlay import render_panel, write_gallery
+    from covidlens.segmentation.render import render_panel, write_gallery
     from covidlens.segmentation.predict import segment_batch
 
     if n_boot < 10:

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from covidlens.explain.cam import Explanation  # noqa: E402
+from covidlens.visualize import heat_overlay  # noqa: E402
 
 METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "cam": "CAM"}
 
@@ -26,8 +27,7 @@ def render_panel(explanation: Explanation, path: Path, source: str = "") -> Path
     shown = axes[1].imshow(e.heat, cmap="jet", vmin=0, vmax=1)
     axes[1].set_title(f"{METHOD_TITLES[e.method]} for {e.explained_class}")
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-    axes[2].imshow(grey, cmap="gray", vmin=0, vmax=1)
-    axes[2].imshow(e.heat, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+    axes[2].imshow(heat_overlay(np.asarray(e.image), e.heat))
     axes[2].set_title("overlay")
     for ax in axes:
         ax.axis("off")

@@ -47,8 +47,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from scipy import ndimage as ndi
 
 from covidlens.checkpoint import Checkpoint, load_checkpoint
 from covidlens.data.intensity import LUNG_WINDOW, to_uint8, window
@@ -62,6 +60,8 @@ from covidlens.modality.tags import modality_from_header
 CROP_MARGIN = 0.05
 #: Overlays written: the slices with the largest lesion area (the largest lung if none has lesion).
 MAX_OVERLAYS = 6
+#: RGB of the lung outline drawn on the overlays.
+LUNG_OUTLINE = (40, 220, 80)
 #: Crops sent through the model at once.
 BATCH_SLICES = 8
 
@@ -353,17 +353,11 @@ def _measure(scan, ckpt, depth, spacing, lesion, lung, method, notes, slice_rang
     )
 
 
-def _outline(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndi.binary_erosion(mask)
-
-
 def _overlay_png(grey: np.ndarray, lesion: np.ndarray, lung: np.ndarray, path: Path) -> None:
     """The windowed slice with lesion tinted red and the lung outline drawn in green."""
-    from covidlens.segmentation.overlay import overlay
+    from covidlens.visualize import draw_outline, mask_overlay, png_bytes
 
-    rgb = overlay(grey, lesion.astype(np.uint8))
-    rgb[_outline(lung)] = (40, 220, 80)
-    Image.fromarray(rgb).save(path)
+    path.write_bytes(png_bytes(draw_outline(mask_overlay(grey, lesion.astype(np.uint8)), lung, LUNG_OUTLINE)))
 
 
 def _overlay_slices(result: QuantifyResult, max_overlays: int) -> list[int]:

@@ -5,7 +5,6 @@ segment predict`` and the Python API all go through it, so they see the same pre
 training (the evaluation preset: whole image resized to the checkpoint's input size, normalised).
 """
 
-from covidlens.segmentation.overlay import CLASS_COLOURS, overlay, render_panel, write_gallery
 from covidlens.segmentation.predict import (
     SegmentationResult,
     apply_lung_mask,
@@ -13,12 +12,11 @@ from covidlens.segmentation.predict import (
     segment_files,
     segment_image,
 )
+from covidlens.segmentation.render import render_panel, write_gallery
 
 __all__ = [
-    "CLASS_COLOURS",
     "SegmentationResult",
     "apply_lung_mask",
-    "overlay",
     "render_panel",
     "segment_batch",
     "segment_files",

@@ -124,7 +124,7 @@ def lungs_files(checkpoint: Checkpoint | str | Path, paths, out_dir: str | Path,
     from covidlens.data.intensity import display_image
     from covidlens.data.io import list_images, read_scan
     from covidlens.modality import check_scan, mismatch_message
-    from covidlens.segmentation.overlay import render_panel, write_gallery
+    from covidlens.segmentation.render import render_panel, write_gallery
 
     ckpt = load_lung_model(checkpoint)
     files: list[Path] = []

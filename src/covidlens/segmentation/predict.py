@@ -105,7 +105,7 @@ class SegmentationResult:
 
 def _write_mask(mask: np.ndarray, path: Path) -> None:
     """Class indices as a palette PNG: viewers show colours, readers get the indices back."""
-    from covidlens.segmentation.overlay import CLASS_COLOURS
+    from covidlens.visualize import CLASS_COLOURS
 
     image = Image.fromarray(mask.astype(np.uint8), mode="P")
     palette = [0, 0, 0] + [c for colour in CLASS_COLOURS for c in colour]
@@ -126,7 +126,7 @@ def segment_files(
     ``overlays/<i>_<stem>.png`` (image beside its predicted lesions), ``segments.csv`` (one row per file)
     and ``index.html`` (every overlay on one page). The number keeps same-named files apart.
     """
-    from covidlens.segmentation.overlay import render_panel, write_gallery
+    from covidlens.segmentation.render import render_panel, write_gallery
 
     ckpt = _checkpoint(checkpoint)
     classes = ckpt.info.classes

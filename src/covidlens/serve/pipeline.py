@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from covidlens.modality import check_scan, header_tags, modality_from_header
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
 from covidlens.serve.uploads import Upload, opened_scan, public_message
+from covidlens.visualize import heat_overlay, mask_overlay, png_base64
 
 MODALITY_WORDS = {"ct": "CT", "cxr": "chest X-ray"}
 #: Slices of a volume classified at once.
@@ -246,7 +246,7 @@ def explain_job(models: ServedModels, upload: Upload, options: Options) -> schem
 
 
 def segment_job(models: ServedModels, upload: Upload, options: Options) -> schemas.SegmentResponseV1:
-    from covidlens.segmentation import overlay, segment_image
+    from covidlens.segmentation import segment_image
 
     ckpt = _lesion_model(models, options)
     with opened_scan(upload) as (scan, _):
@@ -262,7 +262,7 @@ def segment_job(models: ServedModels, upload: Upload, options: Options) -> schem
             input=_input(upload, scan), modality=modality, model=_ref("lesion", ckpt),
             fractions={c: float((mask == k).mean()) for k, c in enumerate(classes)},
             lesion_area=float((mask > 0).sum()) * pixel, area_units="mm2" if scan.spacing else "pixels",
-            overlay_png=png_base64(overlay(np.asarray(grey), mask)),
+            overlay_png=png_base64(mask_overlay(np.asarray(grey), mask)),
             notes=["No lung mask is applied here; /v1/quantify keeps only lesion inside the lungs and gives the "
                    "percent of lung involved."],
         )
@@ -436,18 +436,3 @@ def _input(upload: Upload, scan: Scan) -> schemas.InputV1:
 def _ref(model_id: str, ckpt: Checkpoint) -> schemas.ModelRefV1:
     return schemas.ModelRefV1(id=model_id, architecture=ckpt.info.model, modality=ckpt.info.modality,
                               dataset=ckpt.info.dataset)
-
-
-def heat_overlay(grey: np.ndarray, heat: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """H x W x 3 uint8: the grey image under the heat map in jet colours, as the explain panels show it."""
-    from matplotlib import colormaps
-
-    colours = colormaps["jet"](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
-    base = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
-    return np.clip((1 - alpha) * base + alpha * colours, 0, 255).astype(np.uint8)
-
-
-def png_base64(rgb: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -1,5 +1,5 @@
-"""Overlays a reader can check by eye: the slice, the truth and the prediction side by side, and one
-HTML page that holds them all."""
+"""Segmentation results a reader can check by eye: the slice, the truth and the prediction side by side
+(tinted by :func:`covidlens.visualize.mask_overlay`), and one HTML page that holds them all."""
 
 from __future__ import annotations
 
@@ -9,20 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-#: RGB of mask classes 1, 2, ... (background is not painted): infection / ground-glass red,
-#: consolidation blue, then green and magenta for further classes.
-CLASS_COLOURS = ((230, 40, 40), (40, 120, 255), (40, 200, 80), (220, 60, 220))
-_ALPHA = 0.45
+from covidlens.visualize import CLASS_COLOURS, mask_overlay
+
 _HEADER = 18
-
-
-def overlay(grey: np.ndarray, mask: np.ndarray, alpha: float = _ALPHA) -> np.ndarray:
-    """H x W x 3 uint8: the grey slice with each foreground class tinted in its colour."""
-    rgb = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
-    for k, colour in enumerate(CLASS_COLOURS, start=1):
-        where = mask == k
-        rgb[where] = (1 - alpha) * rgb[where] + alpha * np.asarray(colour, dtype=np.float32)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
 def render_panel(
@@ -32,8 +21,8 @@ def render_panel(
     grey = np.asarray(grey, dtype=np.uint8)
     panels = [("image", np.repeat(grey[..., None], 3, axis=2))]
     if truth is not None:
-        panels.append(("truth", overlay(grey, truth)))
-    panels.append(("prediction", overlay(grey, pred)))
+        panels.append(("truth", mask_overlay(grey, truth)))
+    panels.append(("prediction", mask_overlay(grey, pred)))
     h, w = grey.shape
     sheet = Image.new("RGB", (w * len(panels), h + 2 * _HEADER), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
