@@ -26,7 +26,7 @@ slice from another source (a DICOM slice, a lung crop) reaches it in the same fo
    the body. So is an image where no piece of at least :data:`MIN_BODY` of the image is found.
 
 Measured on the real sets (``benchmarks/ct_source_cues.py`` writes overlays of the masks): see
-docs/results.md, section 8. Known limits: a body that touches the edge all round is not found
+docs/results.md, section 9. Known limits: a body that touches the edge all round is not found
 (whole image kept); arrows and text drawn inside the body stay.
 """
 

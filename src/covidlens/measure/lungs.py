@@ -15,11 +15,9 @@ The method, slice geometry (row, col) or (slice, row, col) as in :class:`covidle
 3. Connected components of what is left (2-D for a slice, 3-D for a volume). A component counts as
    lung when it is of lung size (at least :data:`MIN_LUNG_AREA_MM2` in a slice,
    :data:`MIN_LUNG_VOLUME_ML` in a volume) and is aerated tissue rather than gas: its first quartile
-   is above :data:`GAS_QUARTILE_HU`. Gas in the stomach, the bowel or the trachea is nearly pure air
-   (first quartiles -931 to -967 HU on the NY-SBU abdomen slices, -949 to -986 HU in the COVID-CT-MD
-   volumes), while the vessels and the interstitium keep the first quartile of a lung higher (-878 HU
-   at most on the twelve NY-SBU lung slices, -865 to -898 HU for the three COVID-CT-MD volumes and
-   -895 HU for the full-resolution P001 DICOM series). In a volume, an air body of at least
+   is above :data:`GAS_QUARTILE_HU`. Gas in the stomach, the bowel or the trachea is nearly pure air,
+   while the vessels and the interstitium keep the first quartile of a lung higher (docs/results.md,
+   section 5, gives the quartiles measured on the real scans). In a volume, an air body of at least
    :data:`CERTAIN_LUNG_VOLUME_ML` is lung whatever its values: bowel or stomach gas is rarely that
    large, and an emphysematous lung, darker than the gas rule allows, is kept. All such components
    are kept: usually the two lungs (or both joined through the trachea in a volume), sometimes
@@ -114,10 +112,9 @@ def segment_lungs_grey(grey, spacing=None, window: tuple[float, float] = LUNG_WI
     white, in which the -320 HU threshold is grey level 175), then :func:`segment_lungs_hu` runs.
     This is only as right as the window: for images of unknown windowing (figures cropped from
     papers) the mask is a rough guide, and images cropped to the lungs break step 2 of the method
-    (lung reaching the image edge is taken for outside air). Measured on the MedSeg / Inf-Net slices
-    (8-bit, each in its own window, cropped to the lungs): empty masks on 40 of the 48 test slices
-    (``benchmarks/medseg_lung_filter.py``); for such crops see :func:`segment_lungs_cropped`. Values outside 0..255 raise
-    :class:`CovidlensError`.
+    (lung reaching the image edge is taken for outside air): on MedSeg's lung crops the mask is mostly
+    empty (docs/results.md, section 5); for such crops see :func:`segment_lungs_cropped`. Values
+    outside 0..255 raise :class:`CovidlensError`.
     """
     array = np.asarray(grey)
     if not np.issubdtype(array.dtype, np.number) or array.size == 0:
@@ -146,10 +143,9 @@ def segment_lungs_cropped(grey, hull: bool = True) -> np.ndarray:
     uses the slice's own contrast instead: pixels darker than the slice's Otsu threshold, connected
     pieces of at least :data:`CROPPED_MIN_FRACTION` of the slice, each closed, hole-filled and (with
     ``hull``) replaced by its convex hull, which takes in dense lesions on the lung's edge at the
-    price of some mediastinum. Measured on the 48 MedSeg test slices
-    (``benchmarks/medseg_lung_filter.py``): it keeps about 86 % of the radiologists' lesion pixels
-    with the hull and about 74 % without, so as a filter it removes true lesion; docs/results.md
-    gives the Dice with and without it. Returns a boolean mask of the slice's shape.
+    price of some mediastinum. As a lesion filter it still removes true lesion, more so without the
+    hull (docs/results.md, section 5, ``benchmarks/medseg_lung_filter.py``). Returns a boolean mask of
+    the slice's shape.
     """
     array = np.asarray(grey)
     if array.ndim != 2 or min(array.shape) < 8:

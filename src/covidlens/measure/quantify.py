@@ -1,39 +1,17 @@
 """How much of the lung a COVID-19 lesion model finds affected, per slice and per scan.
 
-``quantify_scan`` reads a CT (a NIfTI volume, a folder holding one DICOM series, or one DICOM / PNG /
-JPEG slice), segments the lungs, runs a lesion segmentation checkpoint slice by slice, drops lesion
-pixels outside the lungs and writes what a reader of the scan needs: a per-slice CSV, a summary JSON
-(lesion and lung volume, percent of lung involved, MosMedData severity class) and overlays of the
-most affected slices.
+:func:`quantify_scan` reads a CT (a NIfTI volume, a folder holding one DICOM series, or one DICOM /
+PNG / JPEG slice), finds the lungs (:func:`covidlens.measure.lungs.segment_lungs_hu` on Hounsfield
+units; on 8-bit slices :func:`~covidlens.measure.lungs.segment_lungs_grey`, only as right as its guess
+of their window), runs a lesion checkpoint slice by slice, drops lesion outside the lungs and writes a
+per-slice CSV, a summary JSON (volumes, percent of lung involved, MosMedData severity class) and
+overlays of the most affected slices.
 
-Lungs. CT in Hounsfield units: :func:`covidlens.measure.lungs.segment_lungs_hu` (a threshold, connected
-components and hole filling; 3-D for a volume). 8-bit slices carry no HU: their grey levels are
-taken as the covidlens lung window and :func:`covidlens.measure.lungs.segment_lungs_grey` runs; that
-is only as right as the guess about the window, and it fails on images already cropped to the lungs
-(it finds no lung on 4 of the first 5 MedSeg test slices), which the summary says.
-
-Lesions: the same preprocessing as the MedSeg training slices. Those slices are 8-bit, in a lung
-window and cropped to the lungs; the lesion model was trained on them through the checkpoint's
-evaluation preset (resize to its input size). A slice in HU therefore goes (1) through the lung
-window to 8-bit (:func:`covidlens.data.intensity.window` with ``LUNG_WINDOW``), (2) is cropped to the
-bounding box of that slice's lung mask grown by :data:`CROP_MARGIN` of the box's size on each side,
-(3) goes to :func:`covidlens.segmentation.segment_image`, which applies the model's own resize and
-resizes the probabilities back to the crop, and (4) the probabilities are pasted back into the slice.
-Slices without lung get no lesion. Lesion = most probable class is not background (ground-glass and
-consolidation both count for a 3-class model); lesion pixels outside the lung mask are then removed
-(:func:`covidlens.measure.volumes.restrict_to_lung`).
-
-How "the same preprocessing" was checked (on the real data; ``benchmarks/quantify_scans.py`` prints
-these figures again in its section "Preprocessing check"): the first 12 MedSeg test slices, turned
-back to the radiological view, were set beside the HU-path crops of every 4th slice of the COVID-CT-MD P001
-DICOM series. By eye both are the two lungs with a thin rim of chest wall, mediastinum between,
-anterior up. In numbers: the lung mask fills 52-59 % of our crops and pixels darker than grey 100
-make 47-52 % of them, inside MedSeg's 14-60 %; near-white pixels (>= 175, soft tissue and bone)
-42-46 % against MedSeg's 35-76 %; the median of those dark (lung) pixels is 80-81 for us and
-26-92 on MedSeg, whose slices each came in their own window, so our lung field is on the light side
-of MedSeg's range but inside it. Our crops are wider (width/height 1.45-1.60 against 0.64-1.41), so
-the model's resize to a square squeezes our lungs sideways by about a third more than it squeezed
-most MedSeg slices; we keep the model's own resize (not padding to a square) because that is what the model was trained with.
+Each slice reaches the model as the MedSeg training slices did, since those are all it has seen: in
+the lung window, cropped to the slice's lung box grown by :data:`CROP_MARGIN`, through the model's own
+resize, its probabilities pasted back; slices without lung get no lesion. Lesion is any class but
+background (ground-glass and consolidation both count). docs/results.md, section 5, gives how the
+preprocessing was checked against MedSeg.
 """
 
 from __future__ import annotations
