@@ -26,14 +26,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from covidlens.errors import CovidlensError
+from covidlens.kinds import MODALITIES, TASKS
 
 FORMAT = "covidlens-model/2"
 FORMAT_V1 = "covidlens-classifier/1"
 WEIGHTS_NAME = "model.safetensors"
 META_NAME = "model.json"
 
-TASKS = ("classification", "segmentation")
-MODALITIES = ("ct", "cxr")
 #: Largest model.json read (a real one is about 1 kB).
 MAX_META_BYTES = 1 << 20
 #: Bounds that keep a hostile model.json from asking for absurd tensors before anything is built.

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 
 from covidlens.cli.common import add_data_args
+from covidlens.kinds import SPLITS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="score checkpoints on a split with confidence intervals")
     p.add_argument("--checkpoint", action="append", required=True,
                    help="checkpoint folder; repeat for an ensemble (mean probability)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
     p.add_argument("--out", help="report folder (metrics.md/json, ROC, confusion matrices, predictions.csv)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test-time augmentation (default: as trained)")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from covidlens.kinds import MODALITIES, TASKS
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list the registered models")
-    p.add_argument("--task", choices=["classification", "segmentation"], help="only models of this task")
-    p.add_argument("--modality", choices=["ct", "cxr"], help="only models meant for this modality")
+    p.add_argument("--task", choices=TASKS, help="only models of this task")
+    p.add_argument("--modality", choices=MODALITIES, help="only models meant for this modality")
     p.set_defaults(run=run)
 
 

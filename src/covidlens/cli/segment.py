@@ -6,6 +6,7 @@ import sys
 
 from covidlens.cli.common import add_data_args, batch_status, check_output_folder
 from covidlens.cli.train import FLAG_KEYS
+from covidlens.kinds import SPLITS
 
 
 def add_parser(sub) -> None:
@@ -33,7 +34,7 @@ def add_parser(sub) -> None:
 
     q = ssub.add_parser("evaluate", help="Dice, IoU, sensitivity, specificity with intervals, and overlays")
     q.add_argument("--checkpoint", required=True, help="segmentation checkpoint folder (RUN/model)")
-    q.add_argument("--split", default="test", choices=["train", "val", "test"], help="split to score (default test)")
+    q.add_argument("--split", default="test", choices=SPLITS, help="split to score (default test)")
     q.add_argument("--out", help="report folder (metrics.md/json, per_slice.csv, overlays/, index.html)")
     q.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals (default 2000)")
     q.add_argument("--empty-truth", choices=["score", "skip"], default="score",

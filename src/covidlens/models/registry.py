@@ -21,11 +21,7 @@ from typing import Callable, Iterable
 from torch import nn
 
 from covidlens.errors import CovidlensError
-
-#: Tasks a model can be registered for.
-TASKS = ("classification", "segmentation")
-#: Image modalities a model can be meant for: computed tomography slices and chest radiographs.
-MODALITIES = ("ct", "cxr")
+from covidlens.kinds import MODALITIES, TASKS
 
 #: Registry names that were renamed, old -> new, so that checkpoints written under an old name can be
 #: mapped by whoever reads them. The UNet-family classifiers were renamed when the registry started

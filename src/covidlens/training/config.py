@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from covidlens.errors import CovidlensError
+from covidlens.kinds import MODALITIES
 
 
 @dataclass
@@ -241,7 +242,7 @@ _CHOICES = {
     "augment.mixing": ("none", "mixup", "cutmix", "mosaic"),
     "eval.monitor": (None, "val_auc", "val_loss", "val_acc", "val_dice"),
     "segment.loss": ("dicece", "dice", "ce"),
-    "data.modality": (None, "ct", "cxr"),
+    "data.modality": (None, *MODALITIES),
     "data.region": ("whole", "body"),
     "data.lungs": ("raw", "masked", "cropped"),
 }

@@ -24,11 +24,9 @@ from typing import Callable, Mapping, Sequence
 
 from covidlens.data.io import IMAGE_SUFFIXES
 from covidlens.errors import CovidlensError
+from covidlens.kinds import MODALITIES, SPLITS, TASKS
 
-SPLITS = ("train", "val", "test")
 DATA_ROOT_ENV = "COVIDLENS_DATA"
-MODALITIES = ("ct", "cxr")
-TASKS = ("classification", "segmentation")
 GROUP_KINDS = ("patient", "patient+figure", "figure", "near-duplicate", "slab", "image")
 UNLABELLED = "unlabelled"
 
