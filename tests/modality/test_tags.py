@@ -15,32 +15,19 @@ from covidlens.measure.quantify import quantify_scan
 from covidlens.modality import check_scan, header_tags, modality_from_header
 from covidlens.serve.errors import ApiError
 from covidlens.serve.pipeline import detected_modality
+from tests.data.test_scan import write_dicom
 
 RADIOGRAPH_TAGS = ["CR", "DX", "DR", "RF", "RG"]
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 # quantify refuses by the header before it runs the model, so a lesion model without weights will do.
 LESION_MODEL = Checkpoint(None, ModelInfo("unet", ["background", "lesion"], 64, [0.5] * 3, [0.5] * 3,
                                           task="segmentation", modality="ct"), Path("lesion-model"))
 
 
 def _dicom(tmp_path: Path, tag: str) -> Path:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture: the tag alone says what it is
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality = tag
-    ds.Rows = ds.Columns = 64
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8).tobytes()
-    path = tmp_path / f"{tag}.dcm"
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    """A Secondary Capture DICOM (its class says nothing about the modality) whose Modality is ``tag``."""
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
+    return write_dicom(tmp_path / f"{tag}.dcm", pixels, bits=8, sop_class=SECONDARY_CAPTURE, Modality=tag)
 
 
 @pytest.mark.parametrize("tag", RADIOGRAPH_TAGS)
