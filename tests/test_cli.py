@@ -28,7 +28,22 @@ def test_predict_writes_table_csv_and_json(tiny_run, covid_ct, tmp_path, capsys)
     assert "P(COVID)" in capsys.readouterr().out
     rows = json.loads(out_json.read_text())
     assert len(rows) == 2 and all(0 <= r["probability"] <= 1 for r in rows)
-    assert out_csv.read_text().splitlines()[0] == "path,label,probability,threshold,error,refused,modality,p_NonCOVID,p_COVID"
+    assert out_csv.read_text().splitlines()[0] == ("path,label,probability,threshold,error,refused,modality,"
+                                                   "study_slices,study_lesions,study_severity,p_NonCOVID,p_COVID")
+
+
+def test_predict_on_a_volume_gives_one_study_row_through_the_screen_road(tiny_run, data_root, tmp_path, capsys):
+    from covidlens.data.io import read_scan
+    from covidlens.screening import ScreenModels, screen_scan
+
+    volume = data_root / "ct" / "covid-ct-md" / "volumes" / "normal001.nii.gz"
+    out_json = tmp_path / "p.json"
+    assert main(["predict", "--checkpoint", str(tiny_run / "model"), str(volume), "--json", str(out_json)]) == 0
+    [row] = json.loads(out_json.read_text())
+    assert "study of 154 slices" in capsys.readouterr().out and row["study_slices"] == 154
+    ckpt = __import__("covidlens").load_checkpoint(tiny_run / "model")
+    road = screen_scan(read_scan(volume), ScreenModels(ct_classifier=ckpt), explain=False)
+    assert row["probability"] == pytest.approx(road.verdict.covid19_score, abs=1e-6)
 
 
 def test_evaluate_writes_a_report(tiny_run, data_root, tmp_path, capsys):

@@ -21,7 +21,7 @@ from PIL import Image
 
 from covidlens.checkpoint import Checkpoint, ModelInfo
 from covidlens.data.intensity import display_image
-from covidlens.data.io import list_images, read_scan
+from covidlens.data.io import VOLUME_SUFFIXES, is_dicom, list_images, read_scan
 from covidlens.data.transforms import EvalPreset
 from covidlens.errors import CovidlensError
 from covidlens.measure.evidence import LesionEvidence
@@ -46,6 +46,9 @@ class Prediction:
     modality: str = ""
     #: What the lesion model found (:class:`~covidlens.measure.evidence.LesionEvidence`), when one was given.
     lesions: LesionEvidence | None = None
+    #: For a volume (a NIfTI file or a DICOM series folder): the screen road's study result
+    #: (:func:`covidlens.screening.road.screen_scan`), whose classifier study score is ``probability``.
+    study: dict | None = None
 
 
 def eval_transform(info: ModelInfo) -> EvalPreset:
@@ -200,7 +203,10 @@ def iter_predictions(
     tta = info.tta if tta is None else tta
     files: list[Path] = []
     for path in paths:
-        files.extend(list_images(path))
+        if is_volume(path):
+            yield _volume_prediction(model, Path(path), threshold, lesion)
+        else:
+            files.extend(list_images(path))
     memory_format = torch.contiguous_format
     if isinstance(model, Checkpoint):
         net, device = model.model, next(model.model.parameters()).device
@@ -235,6 +241,41 @@ def iter_predictions(
             yield Prediction(str(path), label, float(score), threshold, dict(zip(info.classes, map(float, p))),
                              modality=kind, lesions=next(evidence, None))
         start += len(items)
+
+
+def is_volume(path: str | Path) -> bool:
+    """A NIfTI file, or a folder whose own files are DICOM (one series): a study of many slices."""
+    path = Path(path)
+    if path.is_file():
+        return path.name.lower().endswith(VOLUME_SUFFIXES)
+    if path.is_dir():
+        return any(p.is_file() and p.stat().st_size > 132 and is_dicom(p) for p in path.iterdir())
+    return False
+
+
+def _volume_prediction(model, path: Path, threshold: float | None, lesion) -> Prediction:
+    """One row for a whole volume, through the screen road: the classifier's study score and decision,
+    and the lesion verdict when a lesion model was given."""
+    from covidlens.screening.road import ScreenModels, screen_scan
+
+    info = model.info
+    try:
+        scan = read_scan(path)
+        roles = ScreenModels(lesion=lesion, engines={} if isinstance(model, Checkpoint) else {f"{info.modality}_classifier": model})
+        setattr(roles, f"{info.modality}_classifier", model)
+        evidence = screen_scan(scan, roles, explain=False)
+    except CovidlensError as exc:
+        return Prediction(str(path), "", float("nan"), threshold, error=str(exc))
+    v = evidence.verdict
+    study = {"slices": evidence.measures.get("slices"), "lesions": v.lesions, "severity": v.severity,
+             "decision": v.decision, "rule": v.rule, "missing": evidence.missing}
+    if v.covid19_score is None:
+        return Prediction(str(path), "", float("nan"), threshold, error="; ".join(evidence.missing) or
+                          "the classifier gave no score for this volume.", modality=evidence.modality, study=study)
+    score = float(v.covid19_score)
+    probs = np.array([score if i == info.positive_index else 1.0 - score for i in range(len(info.classes))])
+    return Prediction(str(path), decide(probs, info, threshold), score, threshold, dict(zip(info.classes, map(float, probs))),
+                      modality=evidence.modality, study=study)
 
 
 def _mixed_precision(net, device):

@@ -45,12 +45,17 @@ def add_parser(sub) -> None:
 
 
 LESION_COLUMNS = ["lesions_found", "lesion_share", "lesion_pixels", "lesion_mm2"]
+#: A volume's row (the screen road): its slice count and the lesion verdict when a lesion model was given.
+STUDY_COLUMNS = ["study_slices", "study_lesions", "study_severity"]
 
 
 def _record(row, classes: list[str], with_lesions: bool) -> dict:
     record = asdict(row)
     probabilities = record.pop("probabilities")
     lesions = record.pop("lesions")
+    study = record.pop("study") or {}
+    record |= {"study_slices": study.get("slices"), "study_lesions": study.get("lesions"),
+               "study_severity": study.get("severity")}
     if isinstance(record["probability"], float) and math.isnan(record["probability"]):
         record["probability"] = None
     if with_lesions:
@@ -65,6 +70,17 @@ def _lesion_words(lesions) -> str:
     area = f", {lesions.lesion_mm2:.0f} mm²" if lesions.lesion_mm2 is not None else ""
     found = "lesions" if lesions.found else "no lesions (below 0.5 %):"
     return f"  {found} {lesions.lesion_share:.1%} of the body{area}"
+
+
+def _study_words(study) -> str:
+    from covidlens.screening.road import CLASSIFIER_PERCENTILE
+
+    if not study:
+        return ""
+    lesions = f"; pneumonia-pattern lesions: {study['lesions']}" if study["lesions"] != "not assessed" or study["severity"] else ""
+    severity = f" ({study['severity']})" if study.get("severity") else ""
+    return (f"  [study of {study['slices']} slices: the {CLASSIFIER_PERCENTILE}th percentile of the lung slices' scores"
+            f"{lesions}{severity}; covidlens screen gives the study report]")
 
 
 def run(args) -> int:
@@ -91,7 +107,7 @@ def run(args) -> int:
         if args.csv:
             table = csv.DictWriter(files.enter_context(open(args.csv, "w", newline="")),
                                    fieldnames=["path", "label", "probability", "threshold", "error", "refused",
-                                               "modality", *(LESION_COLUMNS if lesion else []),
+                                               "modality", *(LESION_COLUMNS if lesion else []), *STUDY_COLUMNS,
                                                *[f"p_{c}" for c in info.classes]])
             table.writeheader()
         if args.json:
@@ -106,7 +122,8 @@ def run(args) -> int:
             elif row.error:
                 print(f"{shown:<60}  {'-':>10}  error: {row.error}", flush=True)
             else:
-                print(f"{shown:<60}  {row.probability:10.3f}  {row.label}{_lesion_words(row.lesions)}", flush=True)
+                print(f"{shown:<60}  {row.probability:10.3f}  {row.label}{_lesion_words(row.lesions)}{_study_words(row.study)}",
+                      flush=True)
             record = _record(row, info.classes, lesion is not None)
             if table:
                 table.writerow(record)

@@ -163,18 +163,18 @@ class Clock:
 
 
 def screen_scan(scan: Scan, models: ScreenModels, operating_point: str = "default", modality: str | None = None,
-                clock: Clock | None = None) -> StudyEvidence:
+                clock: Clock | None = None, explain: bool = True) -> StudyEvidence:
     """Screen one study already read by :func:`~covidlens.data.io.read_scan`. ``modality`` ('ct' or
-    'cxr') overrides what the file and the modality check say, and the result states it. Bad input
-    raises :class:`CovidlensError` with one sentence."""
+    'cxr') overrides what the file and the modality check say, and the result states it; ``explain``
+    False skips the heat maps of the key slices. Bad input raises :class:`CovidlensError` with one sentence."""
     check_name(operating_point)
     clock = clock or Clock()
     kind, statement = study_modality(scan, modality)
     with torch.inference_mode():
         if kind == "ct":
-            evidence = _screen_ct(scan, models, operating_point, statement, clock)
+            evidence = _screen_ct(scan, models, operating_point, statement, clock, explain)
         else:
-            evidence = _screen_cxr(scan, models, operating_point, statement, clock)
+            evidence = _screen_cxr(scan, models, operating_point, statement, clock, explain)
     evidence.timings = {k: round(v, 3) for k, v in clock.seconds.items()}
     return evidence
 
@@ -212,7 +212,7 @@ def study_modality(scan: Scan, override: str | None = None) -> tuple[str, str]:
 # --- CT ------------------------------------------------------------------------------------------
 
 
-def _screen_ct(scan: Scan, models: ScreenModels, point: str, statement: str, clock: Clock) -> StudyEvidence:
+def _screen_ct(scan: Scan, models: ScreenModels, point: str, statement: str, clock: Clock, explain: bool) -> StudyEvidence:
     from covidlens.measure.lungs import segment_lungs_hu
     from covidlens.measure.quantify import lesion_masks
 
@@ -224,7 +224,7 @@ def _screen_ct(scan: Scan, models: ScreenModels, point: str, statement: str, clo
     grey = window(pixels, *LUNG_WINDOW) if hu else to_uint8(scan).reshape(pixels.shape)
     kind = "volume" if volume else ("slice" if hu else "picture")
     if kind == "picture":
-        return _screen_picture(scan, models, point, statement, clock, grey)
+        return _screen_picture(scan, models, point, statement, clock, grey, explain)
     with clock.stage("lungs"):
         lung = segment_lungs_hu(pixels if volume else pixels[0], spacing)
         lung = lung if volume else lung[None]
@@ -265,7 +265,7 @@ def _screen_ct(scan: Scan, models: ScreenModels, point: str, statement: str, clo
     key = _key_slices(lesion_px if lesion_px is not None else None, lung_px, scores)
     evidence = StudyEvidence("ct", statement, kind, verdict, measures, slices, missing, notes,
                              grey=grey, lesion=lesion, lung=lung, key_slices=key)
-    if models.ct_classifier is not None:
+    if models.ct_classifier is not None and explain:
         with clock.stage("classifier"):
             evidence.heat = _heat_maps(models.ct_classifier, grey, key)
     if kind == "slice" and lung_px[0] == 0:
@@ -337,7 +337,8 @@ def _ct_verdict(call: rule.LesionCall, score: float | None, models: ScreenModels
     return Verdict(call.lesions, call.severity, score, decision, point, lines)
 
 
-def _screen_picture(scan, models: ScreenModels, point: str, statement: str, clock: Clock, grey: np.ndarray) -> StudyEvidence:
+def _screen_picture(scan, models: ScreenModels, point: str, statement: str, clock: Clock, grey: np.ndarray,
+                    explain: bool) -> StudyEvidence:
     """One 8-bit CT picture: lesion share of the body (no HU, so no lung mask and no volume)."""
     from covidlens.measure.evidence import lesion_maps
 
@@ -361,7 +362,7 @@ def _screen_picture(scan, models: ScreenModels, point: str, statement: str, cloc
     evidence = StudyEvidence("ct", statement, "picture", verdict, measures, [], missing, notes, grey=grey,
                              lesion=None if lesion is None else lesion[None], lung=None if body is None else body[None],
                              key_slices=[0])
-    if models.ct_classifier is not None:
+    if models.ct_classifier is not None and explain:
         with clock.stage("classifier"):
             evidence.heat = _heat_maps(models.ct_classifier, grey, [0])
     return evidence
@@ -389,7 +390,7 @@ def _heat_maps(ckpt: Checkpoint, grey: np.ndarray, indices: list[int]) -> dict[i
 # --- CXR -----------------------------------------------------------------------------------------
 
 
-def _screen_cxr(scan: Scan, models: ScreenModels, point: str, statement: str, clock: Clock) -> StudyEvidence:
+def _screen_cxr(scan: Scan, models: ScreenModels, point: str, statement: str, clock: Clock, explain: bool) -> StudyEvidence:
     from covidlens.explain.measure import energy_in_mask
     from covidlens.inference import image_probabilities
     from covidlens.segmentation.lungs import apply_lungs, lung_masks
@@ -432,12 +433,13 @@ def _screen_cxr(scan: Scan, models: ScreenModels, point: str, statement: str, cl
             label = decide(probs, ckpt.info, cut.threshold)
             decision = f"{label} ({ckpt.info.positive_class} score {score:.3f})" if score is not None else label
             lines.append(cut.statement)
-            with clock.stage("classifier"):
-                heat_map = _heat_maps(ckpt, seen[None], [0])[0]
-            if wanted == "cropped":
+            if not explain:
+                pass
+            elif wanted == "cropped":
                 notes.append("The classifier saw the lungs' bounding box, so its heat map is not compared with the lung mask.")
             else:
-                heat = heat_map
+                with clock.stage("classifier"):
+                    heat = _heat_maps(ckpt, seen[None], [0])[0]
                 if lung is not None and lung.any():
                     inside, covered = energy_in_mask(heat, lung)
                     measures["heat_in_lungs"] = round(inside, 4)
