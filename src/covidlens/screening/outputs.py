@@ -141,6 +141,8 @@ def _dicom(folder: Path, scan: Scan, evidence, record: dict) -> list[str]:
     m = record["measures"]
     measures = {"lesion_volume_ml": m.get("lesion_volume_ml"), "lung_volume_ml": m.get("lung_volume_ml"),
                 "percent_involved": m.get("percent_involved"), "severity": record["verdict"]["severity"]}
+    if all(value is None for value in measures.values()):
+        return ["seg.dcm"]  # a slice without lung measures nothing, and an SR needs one measure
     write_sr(sources, measures, folder / "sr.dcm", algorithm="covidlens", version=version, seg_path=folder / "seg.dcm")
     return ["seg.dcm", "sr.dcm"]
 

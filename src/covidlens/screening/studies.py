@@ -14,6 +14,7 @@ same inputs agree) and a ``name`` safe as a folder name, unique within the run.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,23 +45,39 @@ class Study:
 def find_studies(inputs: list[str | Path]) -> list[Study]:
     """Every study under ``inputs`` (files and folders), in a stable order; see the module docstring."""
     found: list[tuple[Path, str, str]] = []
-    for given in inputs:
-        root = Path(given)
+    roots = [Path(given) for given in inputs]
+    for root, label in zip(roots, _labels(roots)):
         if not root.exists():
             found.append((root, str(root), f"{root} does not exist."))
         elif root.is_file():
-            found.append((root, root.name, _file_problem(root)))
+            found.append((root, label, _file_problem(root)))
         else:
-            found.extend(_walk(root, root, top=True))
+            found.extend(_walk(root, root, label, top=True))
     names: set[str] = set()
     studies = []
+    keys: set[str] = set()
     for path, key, problem in found:
-        studies.append(Study(path, key, _unique(_safe(key), names), problem))
+        if key not in keys:  # the same input given twice is screened once
+            keys.add(key)
+            studies.append(Study(path, key, _unique(_safe(key), names), problem))
     return studies
 
 
-def _walk(folder: Path, root: Path, top: bool) -> list[tuple[Path, str, str]]:
-    key = f"{root.name}/{folder.relative_to(root)}".rstrip("/.") if folder != root else root.name
+def _labels(roots: list[Path]) -> list[str]:
+    """Each input's name as its studies' keys begin, with as many of its parent folders as it takes to
+    tell apart two inputs of the same name (site-1/scans and site-2/scans), whatever their order."""
+    paths = [Path(os.path.abspath(root)).parts[1:] for root in roots]
+    labels = []
+    for root, parts in zip(roots, paths):
+        depth = 1
+        while depth < len(parts) and any(other != parts and other[-depth:] == parts[-depth:] for other in paths):
+            depth += 1
+        labels.append(root.name if depth == 1 else "/".join(parts[-depth:]))
+    return labels
+
+
+def _walk(folder: Path, root: Path, label: str, top: bool) -> list[tuple[Path, str, str]]:
+    key = f"{label}/{folder.relative_to(root)}".rstrip("/.") if folder != root else label
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
@@ -79,7 +96,7 @@ def _walk(folder: Path, root: Path, top: bool) -> list[tuple[Path, str, str]]:
     for path in loose:
         out.append((path, f"{key}/{path.name}", ""))
     for sub in folders:
-        out.extend(_walk(sub, root, top=False))
+        out.extend(_walk(sub, root, label, top=False))
     if top and not out:
         what = "is empty" if not files and not folders else "holds no DICOM, NIfTI or image files"
         out.append((folder, key, f"{folder} {what}, so it holds no study to screen."))
