@@ -14,6 +14,7 @@ import html
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,13 +138,16 @@ def _dicom(folder: Path, scan: Scan, evidence, record: dict) -> list[str]:
 
     sources = list(scan.files) if scan.files else [scan.path]
     version = covidlens.__version__
-    write_seg(sources, evidence.lesion, evidence.lung, folder / "seg.dcm", algorithm="covidlens", version=version)
     m = record["measures"]
     measures = {"lesion_volume_ml": m.get("lesion_volume_ml"), "lung_volume_ml": m.get("lung_volume_ml"),
                 "percent_involved": m.get("percent_involved"), "severity": record["verdict"]["severity"]}
-    if all(value is None for value in measures.values()):
-        return ["seg.dcm"]  # a slice without lung measures nothing, and an SR needs one measure
-    write_sr(sources, measures, folder / "sr.dcm", algorithm="covidlens", version=version, seg_path=folder / "seg.dcm")
+    with warnings.catch_warnings():
+        # highdicom warns about the source's own header style (a one-part patient name): not ours to fix.
+        warnings.simplefilter("ignore", UserWarning)
+        write_seg(sources, evidence.lesion, evidence.lung, folder / "seg.dcm", algorithm="covidlens", version=version)
+        if all(value is None for value in measures.values()):
+            return ["seg.dcm"]  # a slice without lung measures nothing, and an SR needs one measure
+        write_sr(sources, measures, folder / "sr.dcm", algorithm="covidlens", version=version, seg_path=folder / "seg.dcm")
     return ["seg.dcm", "sr.dcm"]
 
 
