@@ -22,6 +22,15 @@ CXR_JPEG = "cxr/covid19-radiography/COVID/COVID-100.jpg"
 SERIES = "ct/covid-ct-md/dicom-series/P001"
 
 
+def series_slices(data_root: Path, part: slice) -> list[Path]:
+    """Neighbouring files of the real P001 series, in InstanceNumber order (the series' own order)."""
+    import pydicom
+
+    files = sorted((data_root / SERIES).glob("*.dcm"),
+                   key=lambda f: int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber))
+    return files[part]
+
+
 def _classifier(folder: Path, modality: str, classes: list[str]) -> Path:
     torch.manual_seed(0)
     kwargs = {"widths": [8, 16, 32]}
@@ -32,12 +41,13 @@ def _classifier(folder: Path, modality: str, classes: list[str]) -> Path:
     return save_checkpoint(model.eval(), info, folder)
 
 
-def _segmenter(folder: Path) -> Path:
+def _segmenter(folder: Path, modality: str = "ct", classes: tuple[str, str] = ("background", "infection"),
+               dataset: str = "tiny-medseg") -> Path:
     torch.manual_seed(0)
     kwargs = {"base_channels": 4}
     model = create_model("unet_seg", num_classes=2, **kwargs)
-    info = ModelInfo(model="unet_seg", classes=["background", "infection"], input_size=64, mean=[0.5] * 3,
-                     std=[0.5] * 3, task="segmentation", num_outputs=2, model_kwargs=kwargs, dataset="tiny-medseg")
+    info = ModelInfo(model="unet_seg", classes=list(classes), input_size=64, mean=[0.5] * 3, std=[0.5] * 3,
+                     task="segmentation", num_outputs=2, model_kwargs=kwargs, dataset=dataset, modality=modality)
     return save_checkpoint(model.eval(), info, folder)
 
 
@@ -48,6 +58,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
         "ct": _classifier(root / "ct", "ct", ["NonCOVID", "COVID"]),
         "cxr": _classifier(root / "cxr", "cxr", ["Normal", "COVID"]),
         "lesion": _segmenter(root / "lesion"),
+        "cxr_lungs": _segmenter(root / "cxr_lungs", "cxr", ("background", "lung"), "tiny-cxr-lungs"),
     }
 
 
@@ -59,6 +70,13 @@ def ct_models(checkpoints) -> ServedModels:
 @pytest.fixture(scope="session")
 def all_models(checkpoints) -> ServedModels:
     return ServedModels.load(ct=checkpoints["ct"], cxr=checkpoints["cxr"], lesion=checkpoints["lesion"])
+
+
+@pytest.fixture(scope="session")
+def screen_models(checkpoints) -> ServedModels:
+    """Every role of the screen road: CT and CXR classifiers, the lesion model and the CXR lung model."""
+    return ServedModels.load(ct=checkpoints["ct"], cxr=checkpoints["cxr"], lesion=checkpoints["lesion"],
+                             cxr_lungs=checkpoints["cxr_lungs"])
 
 
 @pytest.fixture()

@@ -27,6 +27,8 @@ from tests.serve.conftest import CT_PNG
         (["--cxr-checkpoint", "{ct}"], "is a CT classification model, but --cxr-checkpoint needs a chest X-ray classifier."),
         (["--ct-checkpoint", "{ct}", "--lesion-checkpoint", "{cxr}"],
          "is a CXR classification model, but --lesion-checkpoint needs a CT lesion segmentation model."),
+        (["--ct-checkpoint", "{ct}", "--cxr-lung-checkpoint", "{lesion}"],
+         "is a CT segmentation model, but --cxr-lung-checkpoint needs a chest X-ray lung model."),
         (["--ct-checkpoint", "{ct}", "--port", "0"], "--port must be between 1 and 65535, not 0."),
     ],
 )

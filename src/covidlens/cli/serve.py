@@ -9,10 +9,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="web page and REST API: drop a scan, see verdict, heat map and lesions")
     p.add_argument("--ct-checkpoint", help="CT classifier checkpoint folder (RUN/model)")
     p.add_argument("--cxr-checkpoint", help="chest X-ray classifier checkpoint folder")
-    p.add_argument("--lesion-checkpoint", help="CT lesion segmentation checkpoint folder (enables segment and quantify)")
+    p.add_argument("--lesion-checkpoint",
+                   help="CT lesion segmentation checkpoint folder (enables segment and quantify; the CT verdict of "
+                        "screen rests on it)")
+    p.add_argument("--cxr-lung-checkpoint",
+                   help="chest X-ray lung model (background, lung): screen masks radiographs with it, as covidlens screen")
     p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                   help="engine for predict: torch, or onnxruntime (the classifiers are exported in memory at start-up; "
-                        "explain, segment and quantify run PyTorch) (default torch)")
+                   help="engine for the classifiers in predict and screen: torch, or onnxruntime (the classifiers are "
+                        "exported in memory at start-up; explain, segment, quantify and heat maps run PyTorch) "
+                        "(default torch)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network "
                         "and needs --token-file or --no-auth)")
@@ -48,7 +53,8 @@ def run(args) -> int:
                              "--max-upload-mb above 0.")
     config = ServeConfig(
         ct_checkpoint=args.ct_checkpoint, cxr_checkpoint=args.cxr_checkpoint, lesion_checkpoint=args.lesion_checkpoint,
-        workers=args.workers, queue_size=args.queue, request_timeout_s=args.timeout, backend=args.backend,
+        cxr_lung_checkpoint=args.cxr_lung_checkpoint, workers=args.workers, queue_size=args.queue,
+        request_timeout_s=args.timeout, backend=args.backend,
         limits=UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_files=args.max_files),
         token=read_token_file(args.token_file) if args.token_file else None,
     )

@@ -46,12 +46,15 @@ class ServeConfig:
     ct_checkpoint: str | None = None
     cxr_checkpoint: str | None = None
     lesion_checkpoint: str | None = None
+    #: The chest X-ray lung model (background, lung) /v1/screen masks radiographs with.
+    cxr_lung_checkpoint: str | None = None
     workers: int = 1
     queue_size: int = 8
     #: Seconds a request may wait and run before it is answered 504.
     request_timeout_s: float = 120.0
     limits: UploadLimits = field(default_factory=UploadLimits)
-    #: Engine for predict: "torch" or "onnxruntime" (explain, segment and quantify run PyTorch).
+    #: Engine for the classifiers in predict and screen: "torch" or "onnxruntime" (explain, segment, quantify
+    #: and the heat maps of screen run PyTorch).
     backend: str = "torch"
     #: The secret every request but the page and the health checks must send as ``Authorization: Bearer``;
     #: None: no authentication.
@@ -67,7 +70,7 @@ _ERRORS = {status: {"model": schemas.ErrorResponseV1} for status in (400, 401, 4
 def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None) -> FastAPI:
     """The app for ``config``; ``models`` already loaded may be passed instead of the checkpoint paths."""
     served = models or pipeline.ServedModels.load(config.ct_checkpoint, config.cxr_checkpoint, config.lesion_checkpoint,
-                                                  config.backend)
+                                                  config.backend, config.cxr_lung_checkpoint)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -139,11 +142,26 @@ def create_app(config: ServeConfig, models: pipeline.ServedModels | None = None)
     Model = Query(None, description="a model id from GET /v1/models; default: the one for the modality")
     Point = Query("default", description="default: the model's threshold; sensitivity: the validation-chosen one")
 
+    @app.post("/v1/screen", response_model=schemas.ScreenResponseV1, responses=_ERRORS,
+              openapi_extra=upload_body, tags=["screening"])
+    async def screen(request: Request, modality: Literal["ct", "cxr"] | None = Query(
+                         None, description="ct or cxr: read the study as this modality, overruling the file and the "
+                         "modality check (the result says so), as covidlens screen --modality"),
+                     operating_point: Literal["default", "sensitivity"] = Query(
+                         "default", description="default or sensitivity (fewer missed studies, more false alarms), "
+                         "as covidlens screen --operating-point")):
+        """One study (an image, a DICOM series, a NIfTI volume) screened as covidlens screen does: the verdict and
+        its rule, the measures, what was not done, key slices with lesion and heat overlays, and a volume's slice
+        strip."""
+        options = pipeline.Options(modality=modality, operating_point=operating_point)
+        return await _serve(request, "screen", None, pipeline.screen_job, options)
+
     @app.post("/v1/predict", response_model=schemas.PredictResponseV1, responses=_ERRORS,
               openapi_extra=upload_body, tags=["screening"])
     async def predict(request: Request, model: str | None = Model, modality: Literal["ct", "cxr"] | None = Modality,
                       operating_point: Literal["default", "sensitivity"] = Point):
-        """Class probabilities and the decision at the operating point."""
+        """Class probabilities and the decision at the operating point; a volume's score is the study score of
+        covidlens screen's CT classifier stage."""
         options = pipeline.Options(model=model, modality=modality, operating_point=operating_point)
         return await _serve(request, "predict", "classifier", PREDICT, options)
 
@@ -181,7 +199,7 @@ PREDICT = Batchable(lambda models, *args: pipeline.predict_job(models, *args),
                     lambda models, requests: pipeline.predict_many(models, requests), max_batch=pipeline.BATCH)
 
 
-async def _serve(request: Request, name: str, needs: str, job, options: pipeline.Options):
+async def _serve(request: Request, name: str, needs: str | None, job, options: pipeline.Options):
     """Check, admit, receive, run on a worker: the path of every upload endpoint."""
     app = request.app
     config: ServeConfig = app.state.config

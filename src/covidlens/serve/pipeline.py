@@ -1,12 +1,17 @@
-"""What a worker does with one upload: read it, recognise its modality, run the library, build the
-response. These are the functions behind the CLI too (read_scan, display_image, the evaluation
-transform, batch_probabilities and decide, explain_image, segment_image, quantify_scan); the web
-service adds modality handling and the JSON, nothing else.
+"""What a worker does with one upload: read it, hand it to the library, map the answer to the response.
+The library functions are the CLI's (read_scan, screen_scan, image_probabilities and decide,
+explain_image, segment_image, quantify_scan); the web service adds the request options, the API's
+error codes, the upload handling and the JSON, nothing else.
 
-Modality. covidlens has no modality classifier yet (issue 10), so the modality is taken from what
-the file says (the DICOM Modality tag; Hounsfield units, which only CT has), else from the request's
-``modality`` parameter, else from the server holding models of one modality only. The response says
-which, and says plainly when the file itself did not tell.
+/v1/screen is :func:`covidlens.screening.screen_scan`, the road of ``covidlens screen``: the same
+modality statement, verdict and measures for the same study. /v1/predict on a volume takes the same
+road and answers with its CT classifier study score.
+
+Modality of the single-model endpoints (predict, explain, segment, quantify). It is taken from what
+the file says (the DICOM Modality tag; Hounsfield units, which only CT has), else, for one image, from
+covidlens's modality check, which the request's ``modality`` overrules, else from the request, else
+from the server holding models of one modality only. The response says which, and says plainly when
+the file itself did not tell.
 """
 
 from __future__ import annotations
@@ -17,21 +22,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from covidlens.checkpoint import Checkpoint, load_checkpoint
+from covidlens.checkpoint import Checkpoint
 from covidlens.data.intensity import display_image, to_uint8
 from covidlens.data.io import Scan
 from covidlens.errors import CovidlensError
-from covidlens.inference import batch_probabilities, decide, eval_transform
+from covidlens.inference import decide, image_probabilities
 from covidlens.modality import check_scan, header_tags, modality_from_header
+from covidlens.screening.outputs import LUNG_COLOUR
+from covidlens.screening.road import ScreenModels, StudyEvidence, screen_scan
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
 from covidlens.serve.uploads import Upload, opened_scan, public_message
-from covidlens.visualize import heat_overlay, mask_overlay, png_base64
+from covidlens.visualize import draw_outline, heat_overlay, mask_overlay, png_base64
 
 MODALITY_WORDS = {"ct": "CT", "cxr": "chest X-ray"}
+#: The id in GET /v1/models of the model in each role of the screen road.
+ROLE_IDS = {"lesion": "lesion", "ct_classifier": "ct", "cxr_lungs": "cxr-lungs", "cxr_classifier": "cxr"}
+#: The roles a study of each modality goes through.
+STUDY_ROLES = {"ct": ("lesion", "ct_classifier"), "cxr": ("cxr_lungs", "cxr_classifier")}
 #: Slices of a volume classified at once.
 BATCH = 16
 #: Overlays of the most affected slices returned by quantify.
@@ -51,62 +61,58 @@ class Options:
 
 @dataclass
 class ServedModels:
-    """The checkpoints a server holds, loaded once: classifiers by modality id and one lesion model."""
+    """The checkpoints a server holds, loaded once: classifiers by modality id, one lesion model and one
+    chest X-ray lung model."""
 
     classifiers: dict[str, Checkpoint]
     lesion: Checkpoint | None = None
-    #: Engines that score predict requests instead of the checkpoint's PyTorch model (an
+    #: Engines that score the classifiers instead of the checkpoint's PyTorch model (an
     #: :class:`~covidlens.runtime.OnnxModel` per classifier with ``--backend onnxruntime``); explain
     #: always runs PyTorch, which Grad-CAM needs. ONNX Runtime sessions may be shared between threads.
     runners: dict = field(default_factory=dict)
+    #: The background/lung model that masks radiographs on /v1/screen.
+    cxr_lungs: Checkpoint | None = None
 
     @classmethod
-    def load(cls, ct: str | Path | None = None, cxr: str | Path | None = None,
-             lesion: str | Path | None = None, backend: str = "torch") -> "ServedModels":
-        """Load and check each checkpoint for its role; one sentence for the first that does not fit."""
+    def load(cls, ct: str | Path | None = None, cxr: str | Path | None = None, lesion: str | Path | None = None,
+             backend: str = "torch", cxr_lungs: str | Path | None = None) -> "ServedModels":
+        """Load and check each checkpoint for its role (the library's :meth:`ScreenModels.load`, as
+        ``covidlens screen`` does); one sentence for the first that does not fit."""
         if ct is None and cxr is None:
             raise CovidlensError("give at least one classifier: --ct-checkpoint and/or --cxr-checkpoint.")
-        classifiers = {}
-        for modality, path in (("ct", ct), ("cxr", cxr)):
-            if path is None:
-                continue
-            ckpt = load_checkpoint(path)
-            if ckpt.info.task != "classification" or ckpt.info.modality != modality:
-                raise CovidlensError(
-                    f"{path} is a {ckpt.info.modality.upper()} {ckpt.info.task} model, but --{modality}-checkpoint "
-                    f"needs a {MODALITY_WORDS[modality]} classifier."
-                )
-            classifiers[modality] = ckpt
-        segmenter = None
-        if lesion is not None:
-            segmenter = load_checkpoint(lesion)
-            if segmenter.info.task != "segmentation" or segmenter.info.modality != "ct":
-                raise CovidlensError(
-                    f"{lesion} is a {segmenter.info.modality.upper()} {segmenter.info.task} model, but "
-                    "--lesion-checkpoint needs a CT lesion segmentation model."
-                )
-        runners = {}
-        if backend != "torch":
-            from covidlens.runtime import open_model
-
-            runners = {modality: open_model(ckpt, backend) for modality, ckpt in classifiers.items()}
-        return cls(classifiers, segmenter, runners)
+        loaded = ScreenModels.load(lesion=lesion, ct=ct, cxr_lungs=cxr_lungs, cxr=cxr, backend=backend)
+        classifiers = {modality: ckpt for modality, ckpt in (("ct", loaded.ct_classifier), ("cxr", loaded.cxr_classifier))
+                       if ckpt is not None}
+        runners = {modality: loaded.engines[f"{modality}_classifier"] for modality in classifiers
+                   if f"{modality}_classifier" in loaded.engines}
+        return cls(classifiers, loaded.lesion, runners, loaded.cxr_lungs)
 
     def replicate(self) -> "ServedModels":
         """Copies of every model for another worker (Grad-CAM hooks must not cross requests)."""
-        def twin(ckpt: Checkpoint) -> Checkpoint:
-            return Checkpoint(copy.deepcopy(ckpt.model).eval(), ckpt.info, ckpt.path)
+        def twin(ckpt: Checkpoint | None) -> Checkpoint | None:
+            return Checkpoint(copy.deepcopy(ckpt.model).eval(), ckpt.info, ckpt.path) if ckpt else None
 
-        return ServedModels({k: twin(c) for k, c in self.classifiers.items()}, twin(self.lesion) if self.lesion else None,
-                            dict(self.runners))
+        return ServedModels({k: twin(c) for k, c in self.classifiers.items()}, twin(self.lesion), dict(self.runners),
+                            twin(self.cxr_lungs))
 
-    def ids(self) -> list[str]:
-        return [*self.classifiers, *(["lesion"] if self.lesion else [])]
+    def screen_models(self) -> ScreenModels:
+        """The same models by the roles of the library's screen road."""
+        return ScreenModels(lesion=self.lesion, ct_classifier=self.classifiers.get("ct"), cxr_lungs=self.cxr_lungs,
+                            cxr_classifier=self.classifiers.get("cxr"),
+                            engines={f"{modality}_classifier": runner for modality, runner in self.runners.items()})
 
-    def describe(self) -> list[schemas.ModelInfoV1]:
+    def _entries(self) -> list[tuple[str, Checkpoint, str]]:
         entries = [(mid, ckpt, "classifier") for mid, ckpt in self.classifiers.items()]
         if self.lesion:
             entries.append(("lesion", self.lesion, "lesion-segmenter"))
+        if self.cxr_lungs:
+            entries.append((ROLE_IDS["cxr_lungs"], self.cxr_lungs, "lung-segmenter"))
+        return entries
+
+    def ids(self) -> list[str]:
+        return [mid for mid, _, _ in self._entries()]
+
+    def describe(self) -> list[schemas.ModelInfoV1]:
         return [
             schemas.ModelInfoV1(
                 id=mid, role=role, architecture=c.info.model, task=c.info.task, modality=c.info.modality,
@@ -114,7 +120,7 @@ class ServedModels:
                 threshold=c.info.threshold, sensitivity_threshold=c.info.sensitivity_threshold,
                 target_sensitivity=c.info.target_sensitivity, dataset=c.info.dataset,
             )
-            for mid, c, role in entries
+            for mid, c, role in self._entries()
         ]
 
 
@@ -218,6 +224,17 @@ def _checked_modality(scan: Scan, available: list[str], requested: str | None, p
 # --- jobs ----------------------------------------------------------------------------------------
 
 
+def screen_job(models: ServedModels, upload: Upload, options: Options) -> schemas.ScreenResponseV1:
+    """The study result of ``covidlens screen`` for one upload; the road's refusal is 422 with its sentence."""
+    with opened_scan(upload) as (scan, path):
+        try:
+            evidence = screen_scan(scan, models.screen_models(), options.operating_point, options.modality)
+        except CovidlensError as exc:
+            raise ApiError(422, "not_screened", public_message(str(exc), path.parent)) from None
+        return _screen_response(upload, scan, evidence, models.screen_models())
+
+
+
 def predict_job(models: ServedModels, upload: Upload, options: Options) -> schemas.PredictResponseV1:
     with opened_scan(upload) as (scan, _):
         response, _ = _predict(models, upload, scan, options)
@@ -317,9 +334,10 @@ def predict_many(models: ServedModels, requests: list[tuple[Upload, Options]]) -
     for model_id, items in shared.items():
         ckpt = models.classifiers[model_id]
         try:
-            probs = _probabilities(ckpt, [prepared.images[0] for _, prepared in items], models.runners.get(model_id))
+            probs = image_probabilities(ckpt, [prepared.image for _, prepared in items], BATCH, ckpt.info.tta,
+                                        engine=models.runners.get(model_id))
             for (i, prepared), p in zip(items, probs):
-                results[i] = _respond(prepared, p[None])[0]
+                results[i] = _respond(prepared, p)
         except Exception as exc:  # noqa: BLE001
             for i, _ in items:
                 results[i] = exc
@@ -335,7 +353,8 @@ class _Prepared:
     ckpt: Checkpoint
     threshold: float | None
     statement: str
-    images: list
+    #: The 8-bit image the classifier reads; None for a volume, which takes the screen road.
+    image: Image.Image | None
 
 
 def _prepare(models: ServedModels, upload: Upload, scan: Scan, options: Options) -> _Prepared:
@@ -346,52 +365,92 @@ def _prepare(models: ServedModels, upload: Upload, scan: Scan, options: Options)
     if scan.ndim == 3 and modality.used == "cxr":
         raise ApiError(422, "volume_not_accepted",
                        "The upload is a 3-D volume, but a chest X-ray is one image; send the radiograph on its own.")
-    grey = to_uint8(scan)
-    images = [Image.fromarray(s, mode="L") for s in (grey if scan.ndim == 3 else [grey])]
-    return _Prepared(upload, scan, options, modality, ckpt, threshold, statement, images)
+    image = Image.fromarray(to_uint8(scan), mode="L") if scan.ndim == 2 else None
+    return _Prepared(upload, scan, options, modality, ckpt, threshold, statement, image)
 
 
 def _predict(models: ServedModels, upload: Upload, scan: Scan, options: Options):
-    """The prediction response and the 8-bit image it was decided on (a volume's decisive slice)."""
+    """The prediction response and the 8-bit image explain shows (a volume: its lung slice of highest P(COVID))."""
     prepared = _prepare(models, upload, scan, options)
-    return _respond(prepared, _probabilities(prepared.ckpt, prepared.images, models.runners.get(prepared.modality.used)))
-
-
-def _respond(prepared: _Prepared, probs: np.ndarray):
-    upload, scan, options, modality = prepared.upload, prepared.scan, prepared.options, prepared.modality
-    ckpt, threshold, statement, images = prepared.ckpt, prepared.threshold, prepared.statement, prepared.images
-    info = ckpt.info
-    decisions = [decide(p, info, threshold) for p in probs]
-    pos = info.positive_index
     if scan.ndim == 3:
-        best = int(np.argmax(probs[:, pos] if pos is not None else probs.max(axis=1)))
-        notes = [
-            f"A volume of {len(images)} slices: every slice was classified and the decision is that of slice {best}, "
-            f"the one with the highest {'P(' + info.positive_class + ')' if pos is not None else 'probability'}. "
-            "The classifier was trained on single slices; this scan-level rule is not validated."
-        ]
-        slices = [schemas.SliceScoreV1(index=k, probabilities=dict(zip(info.classes, map(float, p))), decision=d)
-                  for k, (p, d) in enumerate(zip(probs, decisions))]
-    else:
-        best, notes, slices = 0, [], []
-    p = probs[best]
-    response = schemas.PredictResponseV1(
-        input=_input(upload, scan), modality=modality, model=_ref(modality.used, ckpt), classes=list(info.classes),
-        probabilities=dict(zip(info.classes, map(float, p))), decision=decisions[best],
-        positive_class=info.positive_class, score=float(p[pos]) if pos is not None else None,
-        threshold=threshold, operating_point=options.operating_point, operating_point_statement=statement,
-        slice_index=best if scan.ndim == 3 else None, slices=slices, notes=notes,
+        return _predict_volume(models, prepared)
+    ckpt, engine = prepared.ckpt, models.runners.get(prepared.modality.used)
+    probs = image_probabilities(ckpt, [prepared.image], BATCH, ckpt.info.tta, engine=engine)
+    return _respond(prepared, probs[0]), prepared.image
+
+
+def _respond(prepared: _Prepared, probs: np.ndarray, slice_index: int | None = None, slices=(), notes=()):
+    info = prepared.ckpt.info
+    pos = info.positive_index
+    return schemas.PredictResponseV1(
+        input=_input(prepared.upload, prepared.scan), modality=prepared.modality,
+        model=_ref(prepared.modality.used, prepared.ckpt), classes=list(info.classes),
+        probabilities=dict(zip(info.classes, map(float, probs))), decision=decide(probs, info, prepared.threshold),
+        positive_class=info.positive_class, score=float(probs[pos]) if pos is not None else None,
+        threshold=prepared.threshold, operating_point=prepared.options.operating_point,
+        operating_point_statement=prepared.statement, slice_index=slice_index, slices=list(slices), notes=list(notes),
     )
-    return response, images[best]
 
 
-def _probabilities(ckpt: Checkpoint, images: list[Image.Image], runner=None) -> np.ndarray:
-    transform = eval_transform(ckpt.info)
-    out = []
-    for start in range(0, len(images), BATCH):
-        batch = torch.stack([transform(im) for im in images[start:start + BATCH]])
-        out.append(batch_probabilities(runner or ckpt.model, batch, ckpt.info, ckpt.info.tta).cpu().numpy())
-    return np.concatenate(out)
+def _predict_volume(models: ServedModels, prepared: _Prepared):
+    """A volume through the screen road, as ``covidlens predict`` takes it: the CT classifier's study
+    score decided at the operating point, each lung slice's score beside it, and the lesion verdict
+    in the notes when the server has a lesion model."""
+    info = prepared.ckpt.info
+    evidence = screen_scan(prepared.scan, models.screen_models(), prepared.options.operating_point, "ct", explain=False)
+    verdict = evidence.verdict
+    if verdict.covid19_score is None:
+        raise ApiError(422, "no_study_score", "This CT classifier names no positive class, so a volume gets no study "
+                       "score from it; /v1/screen gives the study verdict.")
+
+    def as_probabilities(score: float) -> np.ndarray:
+        return np.array([score if i == info.positive_index else 1.0 - score for i in range(len(info.classes))])
+
+    scored = [(row["index"], row["p_covid"]) for row in evidence.slices if row.get("p_covid") is not None]
+    slices = [schemas.SliceScoreV1(index=k, probabilities=dict(zip(info.classes, map(float, as_probabilities(p)))),
+                                   decision=decide(as_probabilities(p), info, prepared.threshold)) for k, p in scored]
+    shown = max(scored, key=lambda kp: kp[1])[0] if scored else evidence.key_slices[0]
+    notes = [f"A volume of {len(evidence.slices)} slices: the score is the CT classifier's study score, "
+             f"{evidence.measures['classifier_rule']}, as covidlens screen computes it; on CT it is a second line of "
+             "evidence, and the study verdict (lesions, severity, key slices) is at /v1/screen."]
+    if models.lesion is not None:
+        severity = f", severity {verdict.severity}" if verdict.severity else ""
+        notes.append(f"Lesion verdict of the study: {verdict.decision} (lesions {verdict.lesions}{severity}); "
+                     f"{verdict.rule[0][:1].lower()}{verdict.rule[0][1:]}")
+    response = _respond(prepared, as_probabilities(verdict.covid19_score), shown, slices, notes)
+    return response, Image.fromarray(evidence.grey[shown], mode="L")
+
+
+def _screen_response(upload: Upload, scan: Scan, evidence: StudyEvidence, models: ScreenModels) -> schemas.ScreenResponseV1:
+    """The road's evidence as the response: its record, the key slices drawn as ``covidlens screen``
+    draws them, and for a volume the per-slice strip."""
+    area = "lesion_mm2" if scan.spacing else "lesion_px"
+    rows = {row["index"]: row for row in evidence.slices}
+    key_slices = []
+    for k in evidence.key_slices:
+        grey = evidence.grey[k]
+        lesion = evidence.lesion[k] if evidence.lesion is not None else np.zeros(grey.shape, bool)
+        rgb = mask_overlay(grey, lesion.astype(np.uint8))
+        if evidence.lung is not None:
+            draw_outline(rgb, evidence.lung[k], LUNG_COLOUR)
+        row = rows.get(k, {})
+        key_slices.append(schemas.KeySliceV1(
+            index=k, lesion_png=png_base64(rgb),
+            heat_png=png_base64(heat_overlay(grey, evidence.heat[k])) if k in evidence.heat else None,
+            lesion_area=row.get(area), p_covid=row.get("p_covid"),
+        ))
+    strip = [schemas.SliceStripV1(index=row["index"], lesion_area=row.get(area), p_covid=row.get("p_covid"))
+             for row in evidence.slices] if evidence.kind == "volume" else []
+    used = models.describe()
+    return schemas.ScreenResponseV1(
+        input=_input(upload, scan), modality=evidence.modality, modality_statement=evidence.modality_statement,
+        kind=evidence.kind, verdict=schemas.StudyVerdictV1(**vars(evidence.verdict)), measures=evidence.measures,
+        area_units="mm2" if scan.spacing else "pixels", key_slices=key_slices, slices=strip,
+        missing=evidence.missing, notes=evidence.notes, timings=evidence.timings,
+        models=[schemas.StudyModelV1(role=role, id=ROLE_IDS[role], architecture=used[role]["architecture"],
+                                     dataset=used[role]["dataset"], engine=used[role]["engine"])
+                for role in STUDY_ROLES[evidence.modality] if role in used],
+    )
 
 
 def _operating_point(ckpt: Checkpoint, name: str) -> tuple[float | None, str]:
@@ -405,9 +464,11 @@ def _operating_point(ckpt: Checkpoint, name: str) -> tuple[float | None, str]:
     return point.threshold, point.statement
 
 
-def check_request(models: ServedModels, options: Options, needs: str) -> None:
+def check_request(models: ServedModels, options: Options, needs: str | None) -> None:
     """Refuse, before the body is read, a model this server does not hold for the endpoint
-    (``needs`` is 'classifier' or 'lesion')."""
+    (``needs`` is 'classifier', 'lesion', or None for /v1/screen, which takes whatever the server holds)."""
+    if needs is None:
+        return
     if needs == "lesion" and models.lesion is None:
         raise ApiError(404, "no_lesion_model",
                        "This server has no lesion model; start it with --lesion-checkpoint to segment and quantify lesions.")

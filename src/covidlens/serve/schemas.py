@@ -74,16 +74,23 @@ class PredictResponseV1(BaseModel):
     model: ModelRefV1
     classes: list[str]
     probabilities: dict[str, float] = Field(
-        description="every class probability of the image (of the decisive slice of a volume)"
+        description="every class probability of the image; for a volume, the study score as P(positive class) and "
+        "its complement for each other class, as covidlens predict writes them"
     )
     decision: str = Field(description="the class decided at the operating point")
     positive_class: str | None = Field(description="the class whose probability is the score, e.g. COVID")
-    score: float | None = Field(description="P(positive class); null for a model without a positive class")
+    score: float | None = Field(
+        description="P(positive class); for a volume the CT classifier's study score of covidlens screen (a high "
+        "percentile over the lung slices); null for a model without a positive class"
+    )
     threshold: float | None = Field(description="the decision threshold on P(positive class)")
     operating_point: Literal["default", "sensitivity"]
     operating_point_statement: str
-    slice_index: int | None = Field(description="for a volume, the slice the decision was taken on; null for one image")
-    slices: list[SliceScoreV1] = Field(default_factory=list, description="for a volume, every slice's result")
+    slice_index: int | None = Field(
+        description="for a volume, the lung slice with the highest P(positive class), the one explain shows (the "
+        "decision is on the study score, not on this slice); null for one image"
+    )
+    slices: list[SliceScoreV1] = Field(default_factory=list, description="for a volume, the result of every lung slice")
     notes: list[str] = Field(default_factory=list)
     caution: str = CAUTION
 
@@ -149,9 +156,77 @@ class QuantifyResponseV1(BaseModel):
     caution: str = CAUTION
 
 
+class StudyVerdictV1(BaseModel):
+    lesions: Literal["yes", "no", "not assessed", "not measured"] = Field(
+        description="pneumonia-pattern lesions (CT); 'not measured' for a radiograph, which has no lesion model"
+    )
+    severity: str | None = Field(description="MosMedData class CT-0..CT-4 of a CT volume; null otherwise")
+    covid19_score: float | None = Field(
+        description="P(COVID-19) of the modality's classifier (a CT volume: its study score); on CT a second line of "
+        "evidence, never the verdict; null without a classifier"
+    )
+    decision: str = Field(description="the decision at the operating point, in words")
+    operating_point: Literal["default", "sensitivity"]
+    rule: list[str] = Field(description="why: the rule applied and its numbers, one sentence each")
+
+
+class StudyModelV1(BaseModel):
+    role: Literal["lesion", "ct_classifier", "cxr_lungs", "cxr_classifier"]
+    id: str = Field(description="the model's id in GET /v1/models")
+    architecture: str
+    dataset: str
+    engine: Literal["torch", "onnxruntime"]
+
+
+class KeySliceV1(BaseModel):
+    index: int = Field(description="the slice's index in the volume (0 for one image)")
+    lesion_png: str = Field(
+        description="base64 PNG: the slice with lesions tinted red and the lung (a picture: the body) outlined green"
+    )
+    heat_png: str | None = Field(
+        description="base64 PNG: the classifier's Grad-CAM heat map over the slice (jet colours, red strongest); "
+        "null where none was made"
+    )
+    lesion_area: float | None = Field(description="lesion inside the lung on this slice, in area_units; null without one")
+    p_covid: float | None = Field(description="the CT classifier's P(COVID) of this slice; null without one")
+
+
+class SliceStripV1(BaseModel):
+    index: int
+    lesion_area: float | None = Field(description="lesion inside the lung, in area_units; null without a lesion model")
+    p_covid: float | None = Field(description="the CT classifier's P(COVID); null on slices without lung or without a classifier")
+
+
+class ScreenResponseV1(BaseModel):
+    """One study screened by the library's road (covidlens.screening.screen_scan), as covidlens screen does."""
+
+    api_version: Literal["1"] = API_VERSION
+    input: InputV1
+    modality: Literal["ct", "cxr"]
+    modality_statement: str = Field(description="how the modality was told, in one sentence")
+    kind: Literal["volume", "slice", "picture", "radiograph"] = Field(
+        description="a CT volume, one CT slice in HU, one 8-bit CT picture (PNG/JPEG) or a chest radiograph"
+    )
+    verdict: StudyVerdictV1
+    measures: dict[str, float | int | str | None] = Field(
+        description="the study's measures as covidlens screen records them: lesion and lung volume (mL) or area (mm²), "
+        "percent involved, slice counts, the classifier's study rule, ..."
+    )
+    area_units: Literal["mm2", "pixels"] = Field(description="units of the slices' lesion_area")
+    key_slices: list[KeySliceV1] = Field(description="the slices a reader should see first (most lesion), with overlays")
+    slices: list[SliceStripV1] = Field(
+        default_factory=list, description="for a volume, every slice's lesion area and P(COVID): the slice strip"
+    )
+    missing: list[str] = Field(default_factory=list, description="stages not run for want of a model, and what that loses")
+    notes: list[str] = Field(default_factory=list)
+    models: list[StudyModelV1] = Field(description="the models of this modality the study went through")
+    timings: dict[str, float] = Field(description="seconds per stage (lungs, lesions, classifier)")
+    caution: str = CAUTION
+
+
 class ModelInfoV1(BaseModel):
     id: str
-    role: Literal["classifier", "lesion-segmenter"]
+    role: Literal["classifier", "lesion-segmenter", "lung-segmenter"]
     architecture: str
     task: Literal["classification", "segmentation"]
     modality: Literal["ct", "cxr"]
