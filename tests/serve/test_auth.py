@@ -146,7 +146,7 @@ def model_work(monkeypatch) -> ModelWork:
     return ModelWork(monkeypatch)
 
 
-UPLOAD_ENDPOINTS = ["/v1/predict", "/v1/explain", "/v1/segment", "/v1/quantify"]
+UPLOAD_ENDPOINTS = ["/v1/screen", "/v1/predict", "/v1/explain", "/v1/segment", "/v1/quantify"]
 BAD_HEADERS = {
     "missing_token": {},
     "invalid_token": {"Authorization": "Bearer wrong-token-of-32-characters-xyz"},
@@ -232,14 +232,14 @@ def test_the_page_asks_for_the_token_once_and_says_when_it_is_refused(browser, l
 
     page.fill("#token-input", TOKEN)
     page.click("#token-submit")
-    page.wait_for_selector("#lesion-field:not([hidden])")  # the model list came with the token
+    page.wait_for_selector("#lesion-field:not([hidden])", state="attached")  # the model list came with the token
     assert page.is_hidden("#token-form") and page.is_hidden("#error")
     page.set_input_files("#file-input", str(data_root / CT_DICOM))
     page.click("#submit")
     page.wait_for_selector("#status:has-text('Done')", timeout=60_000)
 
     page.reload()  # the tab keeps the token: not asked again
-    page.wait_for_selector("#lesion-field:not([hidden])")
+    page.wait_for_selector("#lesion-field:not([hidden])", state="attached")
     assert page.is_hidden("#token-form")
     page.close()
 
@@ -252,6 +252,6 @@ def test_the_page_warns_when_it_has_no_authentication_beyond_loopback(browser, l
     page.wait_for_selector("#exposure-warning:not([hidden])")
     assert page.inner_text("#exposure-warning").startswith(
         "This service has no authentication and listens on 0.0.0.0: anyone who can reach that address")
-    page.wait_for_selector("#lesion-field:not([hidden])")
+    page.wait_for_selector("#lesion-field:not([hidden])", state="attached")
     assert page.is_hidden("#token-form")
     page.close()

@@ -1,5 +1,7 @@
 // The covidlens page: sends the chosen files to this server's /v1 API and shows what comes back.
-// Server text is only ever set as textContent; images arrive as base64 PNG inside the JSON.
+// Its main action screens the files as one study (/v1/screen); the details offer one model at a time
+// (/v1/explain, /v1/quantify). Server text is only ever set as textContent; images arrive as base64 PNG
+// inside the JSON, and the slice strip is drawn as SVG from the numbers.
 // When the server requires a token, it is asked for once and kept in this tab's sessionStorage.
 "use strict";
 
@@ -15,6 +17,7 @@ function pngUrl(base64) {
 
 function setBusy(busy, message) {
   $("submit").disabled = busy;
+  $("detail-submit").disabled = busy;
   $("status").textContent = message;
 }
 
@@ -166,17 +169,180 @@ function showNotes(results) {
   }
 }
 
-async function screen(event) {
-  event.preventDefault();
+function chosenFiles() {
   $("error").hidden = true;
   const files = Array.from($("file-input").files);
   if (files.length === 0) {
     showError("Choose a scan file first.");
     $("file-input").focus();
-    return;
   }
-  const params = { modality: $("modality").value, operating_point: $("operating-point").value };
-  setBusy(true, "Screening the scan…");
+  return files;
+}
+
+function requestOptions() {
+  return { modality: $("modality").value, operating_point: $("operating-point").value };
+}
+
+function offerJson(linkId, result) {
+  const link = $(linkId);
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(result, null, 2)], { type: "application/json" }));
+}
+
+function listLines(id, lines) {
+  const list = $(id);
+  list.replaceChildren();
+  for (const line of lines.length ? lines : ["None."]) {
+    const item = document.createElement("li");
+    item.textContent = line;
+    list.append(item);
+  }
+}
+
+function figure(src, alt, caption) {
+  const fig = document.createElement("figure");
+  const img = document.createElement("img");
+  img.src = src;
+  img.alt = alt;
+  const text = document.createElement("figcaption");
+  text.textContent = caption;
+  fig.append(img, text);
+  return fig;
+}
+
+function areaText(value, units) {
+  if (value === null || value === undefined) return "not measured";
+  return units === "mm2" ? `${value.toFixed(1)} mm²` : `${value} pixels`;
+}
+
+function showStudy(study) {
+  const v = study.verdict;
+  const decision = $("study-decision");
+  decision.textContent = v.decision;
+  decision.className = `verdict lesions-${v.lesions.replace(" ", "-")}`;
+  $("study-lesions").textContent = v.lesions;
+  $("study-severity").textContent = v.severity || "not given (only a CT volume has one)";
+  const secondLine = study.modality === "ct" ? " (the CT classifier's: a second line of evidence, not the verdict)" : "";
+  $("study-score").textContent = v.covid19_score === null
+    ? "not available (no classifier for this modality)" : v.covid19_score.toFixed(3) + secondLine;
+  $("study-operating-point").textContent = v.operating_point;
+  $("study-modality").textContent = study.modality_statement;
+  $("study-caution").textContent = study.caution;
+  listLines("study-rule", v.rule);
+  listLines("study-missing", [...study.missing, ...study.notes]);
+  const rows = $("study-measures").querySelector("tbody");
+  rows.replaceChildren();
+  for (const [name, value] of Object.entries(study.measures)) {
+    const row = document.createElement("tr");
+    const key = document.createElement("th");
+    const cell = document.createElement("td");
+    key.scope = "row";
+    key.textContent = name.replaceAll("_", " ");
+    cell.textContent = value === null ? "not available" : String(value);
+    row.append(key, cell);
+    rows.append(row);
+  }
+  showKeySlices(study);
+  showStrip(study);
+  const models = study.models.map(
+    (m) => `${m.role.replace("_", " ")} ${m.architecture} (${m.dataset || "unnamed data"}, ${m.engine})`);
+  $("study-models").textContent = `Models: ${models.length ? models.join("; ") : "none for this modality"}.`;
+  offerJson("study-json-download", study);
+}
+
+function showKeySlices(study) {
+  const outline = study.kind === "picture" ? "the body outlined in green" : "the lung outlined in green";
+  $("key-help").textContent = `The slices to read first (most lesion). Lesions found by the model are tinted red, ${outline}; ` +
+    "heat maps show where the classifier looked (red strongest), not lesions.";
+  const holder = $("key-slices");
+  holder.replaceChildren();
+  const single = study.kind !== "volume";
+  for (const key of study.key_slices) {
+    const where = single ? "the uploaded image" : `slice ${key.index}`;
+    const shown = single ? "The uploaded image" : `Slice ${key.index}`;
+    const facts = [];
+    if (key.lesion_area !== null) facts.push(`lesion ${areaText(key.lesion_area, study.area_units)}`);
+    if (key.p_covid !== null) facts.push(`P(COVID) ${key.p_covid.toFixed(3)}`);
+    const title = (single ? "The image" : `Slice ${key.index}`) + (facts.length ? `: ${facts.join(", ")}.` : ".");
+    const group = document.createElement("div");
+    group.className = "key-slice";
+    group.append(figure(pngUrl(key.lesion_png),
+      `${shown} with the lesions found by the model tinted red and ${outline}.`, `${title} Lesions and outline.`));
+    if (key.heat_png) {
+      group.append(figure(pngUrl(key.heat_png),
+        `Heat map of the classifier over ${where}: red and yellow mark the regions that most drove it towards COVID-19; ` +
+        "it shows where the model looked, not an outline of lesions.", `${title} Classifier heat map.`));
+    }
+    holder.append(group);
+  }
+}
+
+function svgElement(name, attributes) {
+  const node = document.createElementNS($("strip-chart").namespaceURI, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+  return node;
+}
+
+// Lesion area per slice as red bars, P(COVID) as a blue line, key slices marked below: the same
+// picture as strip.png of covidlens screen, drawn here from the numbers.
+function showStrip(study) {
+  const slices = study.slices;
+  const svg = $("strip-chart");
+  $("slice-strip").hidden = slices.length === 0;
+  svg.replaceChildren();
+  if (!slices.length) return;
+  const width = slices.length;
+  const height = 40;
+  const most = Math.max(...slices.map((s) => s.lesion_area || 0)) || 1;
+  const keys = new Set(study.key_slices.map((k) => k.index));
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 4}`);
+  svg.setAttribute("aria-label", `Lesion area of each of ${slices.length} slices, head to feet, with the classifier's P(COVID).`);
+  for (const s of slices) {
+    const bar = (s.lesion_area || 0) / most * height;
+    const rect = svgElement("rect", { x: s.index + 0.05, y: height - bar, width: 0.9, height: bar, fill: "#d33" });
+    const title = svgElement("title", {});
+    title.textContent = `Slice ${s.index}: lesion ${areaText(s.lesion_area, study.area_units)}` +
+      (s.p_covid === null ? "" : `, P(COVID) ${s.p_covid.toFixed(3)}`);
+    rect.append(title);
+    svg.append(rect);
+    if (keys.has(s.index)) {
+      svg.append(svgElement("rect", { x: s.index + 0.05, y: height + 1, width: 0.9, height: 3, fill: "#555" }));
+    }
+  }
+  const scored = slices.filter((s) => s.p_covid !== null);
+  if (scored.length) {
+    const points = scored.map((s) => `${s.index + 0.5},${(1 - s.p_covid) * height}`).join(" ");
+    svg.append(svgElement("polyline", { points, fill: "none", stroke: "#36c", "stroke-width": 1.5,
+      "vector-effect": "non-scaling-stroke" }));
+  }
+  const unit = study.area_units === "mm2" ? "mm²" : "pixels";
+  $("strip-caption").textContent = `Lesion area per slice (red bars, the tallest ${most.toFixed(0)} ${unit}), ` +
+    `the CT classifier's P(COVID) from 0 to 1 (blue line), key slices marked below; head to feet, ${slices.length} slices.`;
+}
+
+async function screenStudy(event) {
+  if (event) event.preventDefault();
+  const files = chosenFiles();
+  if (files.length === 0) return;
+  setBusy(true, files.length > 1 ? `Screening ${files.length} files as one study…` : "Screening the study…");
+  try {
+    const study = await callApi("screen", files, requestOptions());
+    showStudy(study);
+    $("results").hidden = true;
+    $("study").hidden = false;
+    setBusy(false, `Done: ${study.verdict.decision}.`);
+    $("study").focus();
+  } catch (error) {
+    setBusy(false, "The study could not be screened.");
+    showError(error.message);
+  }
+}
+
+async function detail() {
+  const files = chosenFiles();
+  if (files.length === 0) return;
+  const params = requestOptions();
+  setBusy(true, "Classifying and explaining…");
   try {
     const prediction = await callApi("explain", files, params);
     let lesions = null;
@@ -188,10 +354,8 @@ async function screen(event) {
     showPrediction(prediction);
     showLesions(lesions);
     showNotes([prediction, lesions]);
-    const blob = new Blob([JSON.stringify({ prediction, lesions }, null, 2)], { type: "application/json" });
-    const link = $("json-download");
-    if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
-    link.href = URL.createObjectURL(blob);
+    offerJson("json-download", { prediction, lesions });
+    $("study").hidden = true;
     $("results").hidden = false;
     setBusy(false, `Done: ${prediction.decision}.`);
     $("results").focus();
@@ -212,7 +376,7 @@ function wireDropZone() {
     event.preventDefault();
     zone.classList.remove("dragging");
     $("file-input").files = event.dataTransfer.files;
-    $("status").textContent = `${event.dataTransfer.files.length} file(s) chosen.`;
+    if (!$("submit").disabled) screenStudy();  // dropping is the page's main action: screen the study
   });
 }
 
@@ -253,7 +417,8 @@ async function start() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  $("upload-form").addEventListener("submit", screen);
+  $("upload-form").addEventListener("submit", screenStudy);
+  $("detail-submit").addEventListener("click", detail);
   $("token-form").addEventListener("submit", useToken);
   wireDropZone();
   start();
