@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
                    help="read every study as this modality, overruling the header and the modality check (stated)")
     p.add_argument("--backend", choices=["torch", "onnxruntime"],
                    help="engine for the classifiers (default: onnxruntime where installed, else torch)")
-    p.add_argument("--shard", metavar="K/N", help="screen only shard K of N (a job array's task; torchrun's RANK/WORLD_SIZE)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="screen only shard K of N; 'env' reads K and N from torchrun (RANK, WORLD_SIZE) or a SLURM job "
+                        "array (scripts/slurm_screen.sh); shards may share one --out")
     p.add_argument("--workers", type=int, help="processes reading studies ahead (default: spare cores, at most 4; 0: none)")
     p.add_argument("--overwrite", action="store_true",
                    help="screen again and replace study folders already there (default: keep them and resume)")

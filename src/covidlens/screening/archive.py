@@ -57,9 +57,18 @@ class ScreenRun:
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` (0 <= K < N) as (K, N); None for None."""
+    """``"K/N"`` (0 <= K < N) as (K, N); ``"env"`` takes K and N from torchrun (RANK, WORLD_SIZE) or a
+    SLURM job array (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT); None for None."""
     if text is None:
         return None
+    if text == "env":
+        for rank, size in (("RANK", "WORLD_SIZE"), ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT")):
+            if rank in os.environ and size in os.environ:
+                text = f"{os.environ[rank]}/{os.environ[size]}"
+                break
+        else:
+            raise CovidlensError("--shard env needs RANK and WORLD_SIZE (torchrun) or SLURM_ARRAY_TASK_ID and "
+                                 "SLURM_ARRAY_TASK_COUNT (a SLURM job array) in the environment.")
     try:
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -96,6 +105,7 @@ def screen(inputs, out_dir: str | Path, models: ScreenModels | None = None, *, o
     _remove_partials(out)
     ledger = out / ledger_name(shard)
     done = {} if overwrite else _read_ledger(ledger)
+    _end_cut_line(ledger)
     run = ScreenRun(out, [])
     todo = []
     for study in studies:
@@ -248,6 +258,13 @@ def _read_ledger(path: Path) -> dict[str, dict]:
             if isinstance(row, dict) and "key" in row:
                 done[row["key"]] = row
     return done
+
+
+def _end_cut_line(ledger: Path) -> None:
+    """End a last line cut by a kill, so that the next row is not glued onto it and lost with it."""
+    if ledger.exists() and ledger.stat().st_size and not ledger.read_bytes().endswith(b"\n"):
+        with ledger.open("a") as handle:
+            handle.write("\n")
 
 
 def _append(ledger: Path, row: dict) -> None:
