@@ -161,10 +161,13 @@ def quantify_scan(
     return result
 
 
-def lesion_masks(checkpoint: Checkpoint | str | Path, grey: np.ndarray, lung: np.ndarray, progress: bool = False) -> np.ndarray:
+def lesion_masks(checkpoint: Checkpoint | str | Path, grey: np.ndarray, lung: np.ndarray, progress: bool = False,
+                 engine=None) -> np.ndarray:
     """Boolean lesion mask (D, H, W) of 8-bit lung-window slices (D, H, W), each slice cropped to its
-    lung box before the model (the module docstring says why); slices without lung get none."""
-    return _lesions(_segmentation_checkpoint(checkpoint), np.asarray(grey, dtype=np.uint8), np.asarray(lung, dtype=bool), progress)
+    lung box before the model (the module docstring says why); slices without lung get none. ``engine``:
+    an ONNX Runtime model of the same checkpoint (see :func:`covidlens.segmentation.predict.segment_batch`)."""
+    return _lesions(_segmentation_checkpoint(checkpoint), np.asarray(grey, dtype=np.uint8), np.asarray(lung, dtype=bool),
+                    progress, engine)
 
 
 def lung_crop_box(lung2d: np.ndarray, margin: float = CROP_MARGIN) -> tuple[slice, slice] | None:
@@ -262,7 +265,7 @@ def _given_mask(mask, shape: tuple[int, ...], scan: Scan, slice_range) -> np.nda
     return array > 0
 
 
-def _lesions(ckpt: Checkpoint, grey: np.ndarray, lung: np.ndarray, progress: bool) -> np.ndarray:
+def _lesions(ckpt: Checkpoint, grey: np.ndarray, lung: np.ndarray, progress: bool, engine=None) -> np.ndarray:
     from covidlens.segmentation.predict import segment_batch
 
     lesion = np.zeros(grey.shape, dtype=bool)
@@ -274,7 +277,7 @@ def _lesions(ckpt: Checkpoint, grey: np.ndarray, lung: np.ndarray, progress: boo
         bar = tqdm(total=len(jobs), unit="slice", desc="lesions", leave=False)
     for start in range(0, len(jobs), BATCH_SLICES):
         chunk = jobs[start:start + BATCH_SLICES]
-        probs = segment_batch(ckpt, [np.ascontiguousarray(grey[k][box]) for k, box in chunk])
+        probs = segment_batch(ckpt, [np.ascontiguousarray(grey[k][box]) for k, box in chunk], engine=engine)
         for (k, box), p in zip(chunk, probs):
             lesion[k][box] = p.argmax(0) > 0
         if bar is not None:

@@ -52,7 +52,8 @@ class ScreenModels:
     @classmethod
     def load(cls, lesion=None, ct=None, cxr_lungs=None, cxr=None, backend: str | None = None) -> "ScreenModels":
         """Load and check each checkpoint for its role; ``backend`` None is ONNX Runtime where it is
-        installed (the faster engine for the classifiers), else PyTorch."""
+        installed (the faster engine for the lesion model and the classifiers; Grad-CAM and the CXR lung
+        model run PyTorch), else PyTorch."""
         models = cls(
             lesion=_role(lesion, "segmentation", "ct", "--lesion-checkpoint", "a CT lesion segmentation model"),
             ct_classifier=_role(ct, "classification", "ct", "--ct-checkpoint", "a CT classifier"),
@@ -69,7 +70,7 @@ class ScreenModels:
         if backend == "onnxruntime":
             from covidlens.runtime import open_model
 
-            for role in ("ct_classifier", "cxr_classifier"):
+            for role in ("lesion", "ct_classifier", "cxr_classifier"):
                 ckpt = getattr(models, role)
                 if ckpt is not None:
                     models.engines[role] = open_model(ckpt, "onnxruntime")
@@ -233,7 +234,7 @@ def _screen_ct(scan: Scan, models: ScreenModels, point: str, statement: str, clo
         missing.append("No lesion model: no lesions, volumes or severity, classifier score only.")
     else:
         with clock.stage("lesions"):
-            lesion = lesion_masks(models.lesion, grey, lung) & lung
+            lesion = lesion_masks(models.lesion, grey, lung, engine=models.engines.get("lesion")) & lung
     pixel_mm2 = spacing[-2] * spacing[-1] if spacing is not None else None
     lung_px = lung.reshape(len(lung), -1).sum(axis=1)
     lesion_px = lesion.reshape(len(lesion), -1).sum(axis=1) if lesion is not None else None

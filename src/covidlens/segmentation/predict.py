@@ -56,13 +56,15 @@ def apply_lung_mask(probs: np.ndarray, lung: np.ndarray) -> np.ndarray:
 
 
 @torch.inference_mode()
-def segment_batch(checkpoint: Checkpoint | str | Path, images: list, lung_mask: LungMaskFn | None = None) -> list[np.ndarray]:
+def segment_batch(checkpoint: Checkpoint | str | Path, images: list, lung_mask: LungMaskFn | None = None,
+                  engine=None) -> list[np.ndarray]:
     """K x H x W float32 class probabilities for each image, at each image's own size.
 
     Each image goes through the evaluation preset (resized to the input size, normalised); the
     logits are resized back bilinearly to the image's size before the softmax, so every pixel's
     probabilities sum to 1. ``lung_mask`` (optional) maps the grey slice to a lung mask, and lesion
-    probability outside it is moved to background (:func:`apply_lung_mask`).
+    probability outside it is moved to background (:func:`apply_lung_mask`). ``engine`` (an
+    :class:`~covidlens.runtime.OnnxModel` of the same checkpoint) computes the logits instead of PyTorch.
     """
     ckpt = _checkpoint(checkpoint)
     info = ckpt.info
@@ -70,9 +72,12 @@ def segment_batch(checkpoint: Checkpoint | str | Path, images: list, lung_mask: 
     if not greys:
         return []
     transform = EvalPreset(info.input_size, tuple(info.mean), tuple(info.std), info.in_channels)
-    device = next(ckpt.model.parameters()).device
-    ckpt.model.eval()
-    logits = ckpt.model(torch.stack([transform(g) for g in greys]).to(device)).float()
+    batch = torch.stack([transform(g) for g in greys])
+    if engine is not None:
+        logits = engine(batch).float()
+    else:
+        ckpt.model.eval()
+        logits = ckpt.model(batch.to(next(ckpt.model.parameters()).device)).float()
     if logits.shape[1] != info.num_outputs:
         raise CovidlensError(f"{ckpt.path} gives {logits.shape[1]} maps but its description says {info.num_outputs}.")
     out = []
