@@ -61,21 +61,28 @@ def move_into_place(tmp: Path, target: Path) -> None:
         tmp.rename(target)
 
 
+def key_slice_pictures(evidence, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Slice ``k`` of a study as a report shows it: lesions tinted, the lung outlined (RGB), and the
+    classifier's heat map over it (RGB, None where none was computed)."""
+    grey = evidence.grey[k]
+    lesion = evidence.lesion[k] if evidence.lesion is not None else np.zeros(grey.shape, bool)
+    rgb = mask_overlay(grey, lesion.astype(np.uint8))
+    if evidence.lung is not None:
+        draw_outline(rgb, evidence.lung[k], LUNG_COLOUR)
+    return rgb, heat_overlay(grey, evidence.heat[k]) if k in evidence.heat else None
+
+
 def _pictures(folder: Path, evidence) -> list[str]:
     out = []
     (folder / "slices").mkdir()
     for k in evidence.key_slices:
-        grey = evidence.grey[k]
-        lesion = evidence.lesion[k] if evidence.lesion is not None else np.zeros(grey.shape, bool)
-        rgb = mask_overlay(grey, lesion.astype(np.uint8))
-        if evidence.lung is not None:
-            draw_outline(rgb, evidence.lung[k], LUNG_COLOUR)
+        lesions, heat = key_slice_pictures(evidence, k)
         name = f"slices/slice_{k:04d}_lesions.png"
-        (folder / name).write_bytes(png_bytes(rgb))
+        (folder / name).write_bytes(png_bytes(lesions))
         out.append(name)
-        if k in evidence.heat:
+        if heat is not None:
             name = f"slices/slice_{k:04d}_heat.png"
-            (folder / name).write_bytes(png_bytes(heat_overlay(grey, evidence.heat[k])))
+            (folder / name).write_bytes(png_bytes(heat))
             out.append(name)
     if evidence.kind == "volume":
         out.append(_strip(folder, evidence))

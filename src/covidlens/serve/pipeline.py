@@ -30,12 +30,12 @@ from covidlens.data.io import Scan
 from covidlens.errors import CovidlensError
 from covidlens.inference import decide, image_probabilities
 from covidlens.modality import check_scan, header_tags, modality_from_header
-from covidlens.screening.outputs import LUNG_COLOUR
+from covidlens.screening.outputs import key_slice_pictures
 from covidlens.screening.road import ScreenModels, StudyEvidence, screen_scan
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
 from covidlens.serve.uploads import Upload, opened_scan, public_message
-from covidlens.visualize import draw_outline, heat_overlay, mask_overlay, png_base64
+from covidlens.visualize import heat_overlay, mask_overlay, png_base64
 
 MODALITY_WORDS = {"ct": "CT", "cxr": "chest X-ray"}
 #: The id in GET /v1/models of the model in each role of the screen road.
@@ -428,15 +428,10 @@ def _screen_response(upload: Upload, scan: Scan, evidence: StudyEvidence, models
     rows = {row["index"]: row for row in evidence.slices}
     key_slices = []
     for k in evidence.key_slices:
-        grey = evidence.grey[k]
-        lesion = evidence.lesion[k] if evidence.lesion is not None else np.zeros(grey.shape, bool)
-        rgb = mask_overlay(grey, lesion.astype(np.uint8))
-        if evidence.lung is not None:
-            draw_outline(rgb, evidence.lung[k], LUNG_COLOUR)
+        lesions, heat = key_slice_pictures(evidence, k)
         row = rows.get(k, {})
         key_slices.append(schemas.KeySliceV1(
-            index=k, lesion_png=png_base64(rgb),
-            heat_png=png_base64(heat_overlay(grey, evidence.heat[k])) if k in evidence.heat else None,
+            index=k, lesion_png=png_base64(lesions), heat_png=png_base64(heat) if heat is not None else None,
             lesion_area=row.get(area), p_covid=row.get("p_covid"),
         ))
     strip = [schemas.SliceStripV1(index=row["index"], lesion_area=row.get(area), p_covid=row.get("p_covid"))
