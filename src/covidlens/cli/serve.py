@@ -14,10 +14,10 @@ def add_parser(sub) -> None:
                         "screen rests on it)")
     p.add_argument("--cxr-lung-checkpoint",
                    help="chest X-ray lung model (background, lung): screen masks radiographs with it, as covidlens screen")
-    p.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+    p.add_argument("--backend", choices=["torch", "onnxruntime"],
                    help="engine for the classifiers in predict and screen: torch, or onnxruntime (the classifiers are "
                         "exported in memory at start-up; explain, segment, quantify and heat maps run PyTorch) "
-                        "(default torch)")
+                        "(default onnxruntime where it is installed, else torch)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network "
                         "and needs --token-file or --no-auth)")
@@ -42,6 +42,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from covidlens.screening.road import default_backend
     from covidlens.serve import ServeConfig, run_server
     from covidlens.serve.server import read_token_file
     from covidlens.serve.uploads import UploadLimits
@@ -54,7 +55,7 @@ def run(args) -> int:
     config = ServeConfig(
         ct_checkpoint=args.ct_checkpoint, cxr_checkpoint=args.cxr_checkpoint, lesion_checkpoint=args.lesion_checkpoint,
         cxr_lung_checkpoint=args.cxr_lung_checkpoint, workers=args.workers, queue_size=args.queue,
-        request_timeout_s=args.timeout, backend=args.backend,
+        request_timeout_s=args.timeout, backend=args.backend or default_backend(),
         limits=UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_files=args.max_files),
         token=read_token_file(args.token_file) if args.token_file else None,
     )
