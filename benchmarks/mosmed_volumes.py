@@ -12,7 +12,9 @@ registry from ``dataset_registry.csv``) it compares two computations that share 
   the stored array, written out below without covidlens.
 
 Target: relative difference <= 0.1 % on every study. Writes ``mosmed_volumes.md`` and
-``mosmed_volumes.json`` to ``--out`` and prints one line per study.
+``mosmed_volumes.json`` to ``--out`` and prints one line per study. It also gives the share of these
+real lesion volumes below each lesion-volume floor of the screen verdict
+(:data:`covidlens.screening.verdict.VOLUME_FLOOR_ML`): what each floor would miss of these mild cases.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 
 from covidlens.data.datasets import load_dataset
 from covidlens.data.io import read_scan
+from covidlens.screening.verdict import VOLUME_FLOOR_ML
 from covidlens.errors import CovidlensError
 from covidlens.measure import lesion_volume_ml, per_slice_areas_mm2
 
@@ -85,6 +88,9 @@ def run(data_root: Path, out: Path) -> dict:
         "target": TARGET,
         "passed": worst <= TARGET,
         "volume_range_ml": [min(r["ours_ml"] for r in rows), max(r["ours_ml"] for r in rows)],
+        "median_ml": float(np.median([r["ours_ml"] for r in rows])),
+        "below_screen_floors": {point: float(np.mean([r["ours_ml"] < floor for r in rows]))
+                                for point, floor in VOLUME_FLOOR_ML.items()},
         "seconds": seconds,
         "rows": rows,
     }
@@ -101,7 +107,11 @@ def markdown(summary: dict) -> str:
         f"{summary['studies']} real masks; classes {summary['classes']}. Largest relative difference "
         f"{summary['max_relative_difference']:.2e} (target <= {summary['target']:.0e}): "
         f"{'passed' if summary['passed'] else 'FAILED'}. Lesion volumes "
-        f"{summary['volume_range_ml'][0]:.2f}-{summary['volume_range_ml'][1]:.2f} mL; {summary['seconds']:.1f} s.",
+        f"{summary['volume_range_ml'][0]:.2f}-{summary['volume_range_ml'][1]:.2f} mL (median {summary['median_ml']:.1f}); "
+        f"{summary['seconds']:.1f} s.",
+        "",
+        "Below the screen verdict's lesion-volume floors: " + "; ".join(
+            f"{VOLUME_FLOOR_ML[p]:g} mL ({p}): {share:.0%} of the studies" for p, share in summary["below_screen_floors"].items()),
         "",
         "| study | class | shape (D, H, W) | spacing mm (slice, row, col) | voxels | ours mL | per-slice sum mL "
         "| independent mL | rel. diff |",
