@@ -370,14 +370,18 @@ def _screen_picture(scan, models: ScreenModels, point: str, statement: str, cloc
 
 
 def _key_slices(lesion_px, lung_px, scores) -> list[int]:
-    """The slices a reader should see first: most lesion, else most lung."""
-    if lesion_px is not None and lesion_px.any():
-        order = [int(k) for k in np.argsort(-lesion_px, kind="stable") if lesion_px[k] > 0]
-    elif lung_px.any():
-        order = [int(np.argmax(lung_px))]
-    else:
-        order = [len(lung_px) // 2]
-    return sorted(order[:KEY_SLICES])
+    """The slices a reader should see first: most lesion, at least a tenth of the scan apart (so that
+    four neighbours of one lesion do not hide the rest), else the slice with the most lung."""
+    if lesion_px is None or not lesion_px.any():
+        return [int(np.argmax(lung_px))] if lung_px.any() else [len(lung_px) // 2]
+    gap = max(1, len(lesion_px) // 10)
+    chosen: list[int] = []
+    for k in (int(k) for k in np.argsort(-lesion_px, kind="stable") if lesion_px[k] > 0):
+        if all(abs(k - c) >= gap for c in chosen):
+            chosen.append(k)
+        if len(chosen) == KEY_SLICES:
+            break
+    return sorted(chosen)
 
 
 def _heat_maps(ckpt: Checkpoint, grey: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:

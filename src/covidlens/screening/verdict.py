@@ -15,7 +15,7 @@ The rule, fixed before any study-level table was scored:
   Why 20 mL: the one normal HU scan here (COVID-CT-MD normal001) carries 13 mL of false-positive lesion
   (section 5), so 20 mL reads it CT-0 with a margin of half as much again; on the 50 real MosMedData
   CT-1 lesion masks (radiologists' masks of mild COVID-19, median 66 mL) 14 % lie below 20 mL and 4 %
-  below 10 mL (``benchmarks/mosmed_volumes.py`` data; the count is in docs/results.md section 10).
+  below 10 mL (``python benchmarks/mosmed_volumes.py --out reports/mosmed`` prints these shares).
   The margin is thin: other scanners and patients may carry more false-positive volume.
   Without a pixel spacing the floor is a share of the lung: 0.4 % / 0.2 % (20 and 10 mL of a 5 L lung).
 - **Severity**: CT-0 below the floor (empty means empty), else the MosMedData class of the percent of
@@ -114,7 +114,8 @@ def fit_picture_floors(shares, labels) -> dict[str, float]:
     reaching 90 % specificity and the share keeping 95 % sensitivity."""
     from covidlens.evaluation.operating_points import choose_for_sensitivity, choose_for_specificity
 
-    if len(shares) != len(labels) or not len(shares):
+    classes = {int(label) for label in labels}
+    if len(shares) != len(labels) or classes != {0, 1}:
         raise CovidlensError("fitting the picture floors needs one label per share and at least one of each class.")
     return {"default": choose_for_specificity(labels, shares, 0.90),
             "sensitivity": choose_for_sensitivity(labels, shares, 0.95)}
