@@ -57,7 +57,8 @@ from covidlens.data.body import body_mask, crop_to_body
 from covidlens.data.datamodule import read_mask
 from covidlens.data.datasets import load_dataset
 from covidlens.evaluation.evaluate import resampling_groups
-from covidlens.evaluation.metrics import binary_metrics, bootstrap_ci, json_safe, threshold_for_sensitivity
+from covidlens.evaluation.metrics import binary_metrics, bootstrap_ci, json_safe
+from covidlens.evaluation.operating_points import choose_for_sensitivity
 from covidlens.explain.measure import mean_ci, pointing_hit, wilson_interval
 from covidlens.inference import image_probabilities
 from covidlens.modality.check import colour_mask
@@ -224,7 +225,7 @@ def rate(hits: int, n: int) -> dict:
 def score_candidate(cand: Candidate, data: dict, n_boot: int, pointing: bool) -> dict:
     started = time.time()
     val_p = cand.score(data["val_images"])
-    cand.thresholds = {"0.5": 0.5, "sens95_val": threshold_for_sensitivity(data["val_y"], val_p, 0.95)}
+    cand.thresholds = {"0.5": 0.5, "sens95_val": choose_for_sensitivity(data["val_y"], val_p, 0.95)}
     p = cand.score(data["test_images"])
     y, groups = data["test_y"], data["test_groups"]
     result = {"what": cand.what, "thresholds": cand.thresholds, "covid_ct_test": {}}

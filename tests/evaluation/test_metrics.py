@@ -9,8 +9,8 @@ from covidlens.evaluation.metrics import (
     bootstrap_ci,
     confusion,
     paired_bootstrap_difference,
-    threshold_for_sensitivity,
 )
+from covidlens.evaluation.operating_points import choose_for_sensitivity
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_paired_difference_refuses_unknown_metric_and_mismatched_lengths(scores)
 
 def test_sensitivity_threshold_reaches_target_and_is_the_highest_such(scores):
     y, prob = scores
-    t = threshold_for_sensitivity(y, prob, 0.95)
+    t = choose_for_sensitivity(y, prob, 0.95)
     assert binary_metrics(y, prob, t)["recall"] >= 0.95
     above = np.nextafter(t, 1.0)
     assert binary_metrics(y, prob, above)["recall"] < 0.95

@@ -28,7 +28,7 @@ import numpy as np
 
 from covidlens.checkpoint import Checkpoint
 from covidlens.errors import CovidlensError
-from covidlens.evaluation.metrics import threshold_for_sensitivity
+from covidlens.evaluation.operating_points import choose_for_sensitivity
 from covidlens.inference import class_probabilities
 
 #: Column order of :func:`cascade_probabilities`, the order of the data set ``sutd-3class``.
@@ -74,7 +74,7 @@ def fewest_missed_threshold(y_true, probs, normal: int = 0) -> float:
     infected = (np.asarray(y_true) != normal).astype(int)
     if not infected.any():
         raise CovidlensError("cannot choose the fewest-missed threshold: the validation split has no infected image.")
-    return threshold_for_sensitivity(infected, infected_score(probs, normal), target=1.0)
+    return choose_for_sensitivity(infected, infected_score(probs, normal), target=1.0)
 
 
 def operating_point_predictions(probs, threshold: float, normal: int = 0) -> np.ndarray:

@@ -31,8 +31,8 @@ from covidlens.evaluation.metrics import (
     multiclass_bootstrap_ci,
     multiclass_confusion,
     multiclass_metrics,
-    threshold_for_sensitivity,
 )
+from covidlens.evaluation.operating_points import choose_for_sensitivity
 from covidlens.inference import class_probabilities
 
 
@@ -165,7 +165,7 @@ def _operating_points(ckpts, info, y, probs, val, mapping, groups, split, tta, n
         sens_threshold, source = info.sensitivity_threshold, "validation split at training time"
     elif val and any(mapping[s.label] == positive for s in val):
         y_val = np.array([int(mapping[s.label] == positive) for s in val])
-        sens_threshold = threshold_for_sensitivity(y_val, ensemble_probabilities(ckpts, val, tta)[:, positive], target)
+        sens_threshold = choose_for_sensitivity(y_val, ensemble_probabilities(ckpts, val, tta)[:, positive], target)
         source = "validation split"
     else:
         sens_threshold, source = None, "nowhere: the data has no validation split with positives"

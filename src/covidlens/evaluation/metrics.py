@@ -194,20 +194,6 @@ def paired_bootstrap_difference(
     return (float(estimate), *_percentile_interval(np.concatenate(draws) if draws else [], alpha))
 
 
-def threshold_for_sensitivity(y_true, prob, target: float = 0.95) -> float:
-    """The highest threshold whose sensitivity on (validation) data is at least ``target``.
-
-    Taking the highest such threshold keeps specificity as high as the sensitivity target allows.
-    """
-    y_true = np.asarray(y_true).astype(int)
-    prob = np.asarray(prob, dtype=float)
-    if not (y_true == 1).any():
-        raise ValueError("cannot choose a sensitivity threshold without positive cases")
-    positives = np.sort(prob[y_true == 1])[::-1]
-    needed = int(np.ceil(target * len(positives)))
-    return float(positives[max(needed, 1) - 1])
-
-
 def roc_points(y_true, prob) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False-positive rate, true-positive rate and thresholds of the ROC curve."""
     return roc_curve(np.asarray(y_true).astype(int), np.asarray(prob, dtype=float))

@@ -56,11 +56,16 @@ def classifier_point(info, name: str = "default") -> OperatingPoint:
                           f"{info.positive_class} when {score} >= {info.threshold:.3f}, the model's default threshold.")
 
 
-def choose_for_sensitivity(y_val, scores_val, target: float) -> float:
-    """The highest threshold reaching ``target`` sensitivity on validation labels ``y_val`` (1 = positive)."""
-    from covidlens.evaluation.metrics import threshold_for_sensitivity  # scikit-learn: not at CLI start-up
-
-    return threshold_for_sensitivity(y_val, scores_val, target)
+def choose_for_sensitivity(y_val, scores_val, target: float = 0.95) -> float:
+    """The highest threshold whose sensitivity on validation labels ``y_val`` (1 = positive) is at least
+    ``target``: the highest such threshold keeps specificity as high as the target allows."""
+    y_true = np.asarray(y_val).astype(int)
+    prob = np.asarray(scores_val, dtype=float)
+    if not (y_true == 1).any():
+        raise ValueError("cannot choose a sensitivity threshold without positive cases")
+    positives = np.sort(prob[y_true == 1])[::-1]
+    needed = int(np.ceil(target * len(positives)))
+    return float(positives[max(needed, 1) - 1])
 
 
 def choose_for_specificity(y_val, scores_val, target: float) -> float:

@@ -29,7 +29,7 @@ from covidlens.data.datasets import load_dataset
 from covidlens.data.mixing import MixingCollate
 from covidlens.data.transforms import EvalPreset, TrainPreset
 from covidlens.errors import CovidlensError
-from covidlens.evaluation.metrics import threshold_for_sensitivity
+from covidlens.evaluation.operating_points import choose_for_sensitivity
 from covidlens.inference import class_probabilities
 from covidlens.models import get_model_spec
 from covidlens.training.config import TrainConfig, save_config
@@ -256,6 +256,6 @@ def export_model(module, config, table, spec, size, num_outputs, positive, folde
         prob = class_probabilities(ckpt, val, tta=config.eval.tta)[:, info.positive_index]
         y = [int(s.label == info.positive_index) for s in val]
         if any(y):  # a validation split without positives cannot set a sensitivity threshold
-            info.sensitivity_threshold = threshold_for_sensitivity(y, prob, config.eval.target_sensitivity)
+            info.sensitivity_threshold = choose_for_sensitivity(y, prob, config.eval.target_sensitivity)
     save_checkpoint(model, info, folder)
     return ckpt
