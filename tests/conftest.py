@@ -39,6 +39,12 @@ def _no_ambient_data_root(monkeypatch):
     monkeypatch.delenv("COVIDLENS_DATA", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_model_store(monkeypatch, tmp_path_factory):
+    """Commands without a checkpoint fall back to the model store; a developer's own store must not leak in."""
+    monkeypatch.setenv("COVIDLENS_HOME", str(tmp_path_factory.getbasetemp() / "empty-covidlens-home"))
+
+
 def tiny_config(data_root: Path, out_dir: Path, name: str, epochs: int = 2):
     """A real but tiny run: 8 images per class, 64 px, pretrained EfficientNet-Lite0."""
     from covidlens.training.config import load_config

@@ -32,3 +32,26 @@ def batch_status(failed: int, total: int, what: str = "files") -> int:
         print(f"covidlens: {failed} of {total} {what} could not be read; their rows carry the reason.", file=sys.stderr)
         return 1
     return 0
+
+
+def checkpoint_or_store(given: str | None, name: str) -> str:
+    """The checkpoint the user gave, else the store's installed model ``name`` (said on stdout)."""
+    if given:
+        return given
+    from covidlens.store import installed_checkpoint
+
+    path = installed_checkpoint(name)
+    print(f"model {name}: {path} (from the store; --checkpoint chooses another)")
+    return str(path)
+
+
+def screen_models_or_store(lesion: str | None, ct: str | None, cxr_lungs: str | None, cxr: str | None) -> dict:
+    """The screen road's checkpoints as given, or, when none is, every model installed in the store."""
+    given = {"lesion": lesion, "ct": ct, "cxr_lungs": cxr_lungs, "cxr": cxr}
+    if any(given.values()):
+        return given
+    from covidlens.store.store import installed_screen_models, store_root
+
+    found = installed_screen_models()
+    print(f"no checkpoint given: the store's models ({store_root()}) for {', '.join(found)}")
+    return found

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from covidlens.cli.common import batch_status
+from covidlens.cli.common import batch_status, checkpoint_or_store
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("explain", help="heat maps (CAM, Grad-CAM, Grad-CAM++) for image files or folders")
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of images")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + model.json)")
+    p.add_argument("--checkpoint",
+                   help="checkpoint folder (model.safetensors + model.json) (default: the store's ct-classifier)")
     p.add_argument("--method", default="gradcam", choices=["gradcam", "gradcam++", "cam"],
                    help="explanation method (default gradcam)")
     p.add_argument("--out", required=True, help="folder for the PNG panels (and index.html for several images)")
@@ -27,7 +28,7 @@ def run(args) -> int:
     from covidlens.checkpoint import load_checkpoint
     from covidlens.explain.render import explain_files
 
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(checkpoint_or_store(args.checkpoint, "ct-classifier"))
     written, failed = explain_files(ckpt, args.paths, args.out, args.method, args.target_layer, args.target_class, args.npy,
                                     check_modality=not args.no_modality_check)
     for _, png in written:

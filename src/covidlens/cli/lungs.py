@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from covidlens.cli.common import batch_status, check_output_folder
+from covidlens.cli.common import batch_status, check_output_folder, checkpoint_or_store
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("lungs", help="lung masks, overlays and lung area fractions of chest X-rays")
     p.add_argument("paths", nargs="+", metavar="IMAGE_OR_FOLDER", help="chest X-ray files or folders of them")
-    p.add_argument("--checkpoint", required=True,
-                   help="lung segmentation checkpoint folder (RUN/model, trained with configs/cxr_lungs_unet.yaml)")
+    p.add_argument("--checkpoint",
+                   help="lung segmentation checkpoint folder (RUN/model, trained with configs/cxr_lungs_unet.yaml) "
+                        "(default: the store's cxr-lungs)")
     p.add_argument("--out", required=True, help="folder for masks/ (0/255 PNG), overlays/, lungs.csv and index.html")
     p.add_argument("--no-modality-check", dest="check_modality", action="store_false",
                    help="segment every image, even one the modality check does not find to be a chest X-ray")
@@ -22,7 +23,7 @@ def run(args) -> int:
     from covidlens.segmentation.lungs import PLAUSIBLE_FRACTION, lungs_files
 
     check_output_folder(args.out)
-    results = lungs_files(args.checkpoint, args.paths, args.out, check_modality=args.check_modality)
+    results = lungs_files(checkpoint_or_store(args.checkpoint, "cxr-lungs"), args.paths, args.out, check_modality=args.check_modality)
     for r in results:
         if r.refused:
             print(f"refused {r.path}: {r.error}", file=sys.stderr)

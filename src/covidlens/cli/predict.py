@@ -10,7 +10,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import asdict
 
-from covidlens.cli.common import batch_status, check_output_folder
+from covidlens.cli.common import batch_status, check_output_folder, checkpoint_or_store
 from covidlens.evaluation.operating_points import NAMES as OPERATING_POINTS
 from covidlens.evaluation.operating_points import classifier_point
 
@@ -18,8 +18,9 @@ from covidlens.evaluation.operating_points import classifier_point
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="class probabilities and decision for image files or folders")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
-    p.add_argument("--checkpoint", required=True,
-                   help="checkpoint folder (model.safetensors + model.json) or an exported .onnx file")
+    p.add_argument("--checkpoint",
+                   help="checkpoint folder (model.safetensors + model.json) or an exported .onnx file "
+                        "(default: the store's ct-classifier)")
     p.add_argument("--backend", choices=["torch", "onnxruntime"],
                    help="engine: torch (eager PyTorch) or onnxruntime (default: torch for a folder, onnxruntime "
                         "for an .onnx file; a folder run on onnxruntime is exported in memory first)")
@@ -88,7 +89,7 @@ def run(args) -> int:
     from covidlens.runtime import open_model
 
     check_output_folder(args.csv, args.json)
-    model = open_model(args.checkpoint, args.backend, device=args.device)
+    model = open_model(checkpoint_or_store(args.checkpoint, "ct-classifier"), args.backend, device=args.device)
     info = model.info
     threshold = args.threshold
     if threshold is None and args.operating_point != "default":

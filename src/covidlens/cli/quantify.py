@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from covidlens.cli.common import checkpoint_or_store
 from covidlens.errors import CovidlensError
 
 
@@ -12,7 +13,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("scan", metavar="SCAN",
                    help="a NIfTI volume, a folder holding one DICOM series, or one DICOM/PNG/JPEG CT slice")
-    p.add_argument("--checkpoint", required=True, help="lesion segmentation checkpoint folder (RUN/model)")
+    p.add_argument("--checkpoint", help="lesion segmentation checkpoint folder (RUN/model) (default: the store's ct-lesions)")
     p.add_argument("--out", required=True,
                    help="output folder (new, empty, or a previous quantify output): slices.csv, summary.json, overlays/")
     p.add_argument("--lung-mask", help="use this lung mask file (same grid as SCAN) instead of the classical one")
@@ -40,7 +41,7 @@ def run(args) -> int:
     if args.overlays < 0:
         raise CovidlensError(f"--overlays must be 0 or more, not {args.overlays}.")
     result = quantify_scan(
-        args.scan, args.checkpoint, args.out, lung_mask=args.lung_mask, slice_range=_slice_range(args.slices),
+        args.scan, checkpoint_or_store(args.checkpoint, "ct-lesions"), args.out, lung_mask=args.lung_mask, slice_range=_slice_range(args.slices),
         require_mm=args.require_mm, progress=not args.no_progress, max_overlays=args.overlays,
     )
     print(f"{result.scan}: {result.n_slices} slice(s)")

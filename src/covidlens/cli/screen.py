@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
                    help="a DICOM series folder, a NIfTI volume, an image, or a folder of studies (each series folder "
                         "and each loose image is one study)")
     p.add_argument("--out", required=True, help="output folder: one folder per study, results.csv and index.html")
-    p.add_argument("--lesion-checkpoint", help="CT lesion segmentation model (the verdict on CT rests on it)")
+    p.add_argument("--lesion-checkpoint", help="CT lesion segmentation model (the verdict on CT rests on it); with none "
+                   "of the four model flags, every model installed in the store (covidlens models list)")
     p.add_argument("--ct-checkpoint", help="CT classifier (second line of evidence on CT)")
     p.add_argument("--cxr-lung-checkpoint", help="chest X-ray lung model (background, lung)")
     p.add_argument("--cxr-checkpoint", help="chest X-ray classifier (raw or lung-masked, as its checkpoint says)")
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from covidlens.cli.common import screen_models_or_store
     from covidlens.errors import CovidlensError
     from covidlens.screening import ScreenModels, screen
     from covidlens.screening.archive import parse_shard
@@ -41,8 +43,9 @@ def run(args) -> int:
     shard = parse_shard(args.shard)
     if args.workers is not None and args.workers < 0:
         raise CovidlensError(f"--workers must be 0 or more, not {args.workers}.")
-    models = ScreenModels.load(args.lesion_checkpoint, args.ct_checkpoint, args.cxr_lung_checkpoint, args.cxr_checkpoint,
-                               args.backend)
+    chosen = screen_models_or_store(args.lesion_checkpoint, args.ct_checkpoint, args.cxr_lung_checkpoint,
+                                    args.cxr_checkpoint)
+    models = ScreenModels.load(**chosen, backend=args.backend)
     for role, m in models.describe().items():
         print(f"model {role}: {m['architecture']} ({m['path']}, {m['engine']})")
     print(f"{'study':<48}  {'modality':<8}  {'lesions':<12}  {'severity':<8}  {'score':>6}  decision")

@@ -7,7 +7,8 @@ from covidlens.errors import CovidlensError
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="web page and REST API: drop a scan, see verdict, heat map and lesions")
-    p.add_argument("--ct-checkpoint", help="CT classifier checkpoint folder (RUN/model)")
+    p.add_argument("--ct-checkpoint", help="CT classifier checkpoint folder (RUN/model); with none of the four "
+                   "checkpoint flags, every model installed in the store (covidlens models list)")
     p.add_argument("--cxr-checkpoint", help="chest X-ray classifier checkpoint folder")
     p.add_argument("--lesion-checkpoint",
                    help="CT lesion segmentation checkpoint folder (enables segment and quantify; the CT verdict of "
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from covidlens.cli.common import screen_models_or_store
     from covidlens.screening.road import default_backend
     from covidlens.serve import ServeConfig, run_server
     from covidlens.serve.server import read_token_file
@@ -52,9 +54,11 @@ def run(args) -> int:
     if args.workers < 1 or args.queue < 0 or args.timeout <= 0 or args.max_upload_mb <= 0 or args.max_files < 1:
         raise CovidlensError("--workers and --max-files must be at least 1, --queue at least 0, and --timeout and "
                              "--max-upload-mb above 0.")
+    chosen = screen_models_or_store(args.lesion_checkpoint, args.ct_checkpoint, args.cxr_lung_checkpoint,
+                                    args.cxr_checkpoint)
     config = ServeConfig(
-        ct_checkpoint=args.ct_checkpoint, cxr_checkpoint=args.cxr_checkpoint, lesion_checkpoint=args.lesion_checkpoint,
-        cxr_lung_checkpoint=args.cxr_lung_checkpoint, workers=args.workers, queue_size=args.queue,
+        ct_checkpoint=chosen.get("ct"), cxr_checkpoint=chosen.get("cxr"), lesion_checkpoint=chosen.get("lesion"),
+        cxr_lung_checkpoint=chosen.get("cxr_lungs"), workers=args.workers, queue_size=args.queue,
         request_timeout_s=args.timeout, backend=args.backend or default_backend(),
         limits=UploadLimits(max_bytes=int(args.max_upload_mb * (1 << 20)), max_files=args.max_files),
         token=read_token_file(args.token_file) if args.token_file else None,

@@ -147,3 +147,17 @@ def store_entries() -> list[StoreEntry]:
         entries.append(StoreEntry(name, True, architecture, dataset, str(card.get("built", "")) if card else "",
                                   folder / CARD_MD if (folder / CARD_MD).is_file() else None))
     return entries
+
+
+#: The store model that fills each role of the screen road (``ScreenModels.load``'s arguments).
+SCREEN_ROLES = {"lesion": "ct-lesions", "ct": "ct-classifier", "cxr_lungs": "cxr-lungs", "cxr": "cxr-classifier"}
+
+
+def installed_screen_models() -> dict[str, str]:
+    """Checkpoint folders of the installed store models for each screen role (roles without one are left out)."""
+    found = {role: str(model_dir(name)) for role, name in SCREEN_ROLES.items() if is_installed(name)}
+    if not found:
+        raise CovidlensError(f"no model given and the store ({store_root()}) holds none: pass --lesion-checkpoint "
+                             "(and/or classifiers), or run 'covidlens models build --all' or 'covidlens models pull "
+                             "ct-lesions'.")
+    return found
