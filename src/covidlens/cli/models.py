@@ -33,11 +33,36 @@ def add_parser(sub) -> None:
     s.add_argument("--out", required=True, help="folder for NAME.tar.gz and NAME.tar.gz.sha256")
     s.set_defaults(run=run_pack)
 
+    s = actions.add_parser("build", help="train named models from the committed recipes (configs/store/) into the store")
+    s.add_argument("name", nargs="?", choices=STORE_NAMES)
+    s.add_argument("--all", action="store_true", help="every model with a recipe, in dependency order")
+    s.add_argument("--recipe", choices=("demo", "full"), default="demo",
+                   help="demo: minutes on a 2-core CPU; full: the benchmarked recipe (default demo)")
+    s.add_argument("--force", action="store_true", help="rebuild a model that is already installed")
+    s.add_argument("--data-root", help="folder holding the data sets (default: $COVIDLENS_DATA)")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set optim.epochs=1 (repeatable)")
+    s.set_defaults(run=run_build)
+
     s = actions.add_parser("pull", help="download a model from a manifest, verify its SHA-256, install it")
     s.add_argument("name", choices=STORE_NAMES)
     s.add_argument("--manifest", help="manifest file or http(s) URL (default: the one shipped with covidlens)")
     s.add_argument("--force", action="store_true", help="replace an installed model")
     s.set_defaults(run=run_pull)
+
+
+def run_build(args) -> int:
+    from covidlens.errors import CovidlensError
+    from covidlens.store.build import build, build_all
+
+    extra = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
+    if args.all == bool(args.name):
+        raise CovidlensError("name one model to build, or pass --all.")
+    if args.all:
+        build_all(args.recipe, args.force, extra)
+    else:
+        build(args.name, args.recipe, args.force, extra)
+    return 0
 
 
 def run_registry(args) -> int:

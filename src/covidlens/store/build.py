@@ -1,0 +1,184 @@
+"""Building store models from the committed recipes in ``configs/store/NAME.yaml``.
+
+A recipe names the trainer config it starts from, a ``demo`` and a ``full`` list of ``key=value``
+overrides, the split it is scored on, and the words of its card that no measurement gives (intended
+use, known failure modes, outside sources not scored). A build trains with
+:func:`covidlens.training.fit.train`, scores the best epoch on the recipe's test split with intervals
+(:func:`~covidlens.evaluation.evaluate.evaluate` for classifiers,
+:func:`~covidlens.evaluation.segmentation.evaluate_segmentation` for segmenters), writes the card from
+those figures, and installs the folder into the store in one rename. A model already installed is
+reused unless ``force``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from covidlens.errors import CovidlensError
+from covidlens.store.cards import write_card
+from covidlens.store.store import ROLES, check_name, install, is_installed, model_dir, staging
+
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "configs" / "store"
+VARIANTS = ("demo", "full")
+#: Build order: a model another recipe needs comes first.
+BUILD_ORDER = ("ct-lesions", "ct-classifier", "cxr-lungs", "cxr-classifier", "modality")
+#: Named models without a recipe build yet: the lung-masked CXR classifier needs its training images
+#: derived with cxr-lungs (benchmarks/cxr_table1.py), and the modality CNN is not a registry model.
+NOT_BUILT_YET = ("cxr-classifier", "modality")
+
+
+@dataclass
+class Recipe:
+    name: str
+    path: Path
+    config: Path
+    overrides: dict[str, list[str]]
+    score: dict[str, str]
+    summary: str = ""
+    intended_use: str = ""
+    failure_modes: list[str] = field(default_factory=list)
+    not_scored: list[str] = field(default_factory=list)
+
+
+def recipe_path(name: str, recipe_dir: Path | None = None) -> Path:
+    return (recipe_dir or RECIPE_DIR) / f"{check_name(name)}.yaml"
+
+
+def read_recipe(name: str, recipe_dir: Path | None = None) -> Recipe:
+    path = recipe_path(name, recipe_dir)
+    if not path.is_file():
+        raise CovidlensError(f"there is no committed recipe for {name} ({path}); build it from a source checkout of "
+                             f"covidlens, or 'covidlens models pull {name}'.")
+    raw = yaml.safe_load(path.read_text()) or {}
+    recipes = raw.get("recipes") or {}
+    if not isinstance(raw.get("config"), str) or not all(isinstance(recipes.get(v), list) for v in VARIANTS):
+        raise CovidlensError(f"recipe {path} needs 'config' and 'recipes' with a demo and a full list of overrides.")
+    config = Path(raw["config"])
+    config = config if config.is_absolute() else path.parents[2] / config
+    return Recipe(name, path, config, {v: [str(o) for o in recipes[v]] for v in VARIANTS}, raw.get("score") or {},
+                  raw.get("summary", ""), str(raw.get("intended_use", "")).strip(), list(raw.get("failure_modes") or []),
+                  list(raw.get("not_scored") or []))
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {"platform": platform.platform(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
+
+
+def _metric(value: float, interval) -> dict[str, float | None]:
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    return {"value": float(value) if ok else None, "low": float(interval[0]) if interval else None,
+            "high": float(interval[1]) if interval else None}
+
+
+def classifier_figures(result: dict) -> tuple[dict, dict]:
+    """The card's internal-test block and operating points from :func:`~covidlens.evaluation.evaluate.evaluate`."""
+    metrics, points = {}, {}
+    for key, point in result.get("operating_points", {}).items():
+        points[key] = f"threshold {point['threshold']:.3f}"
+        for name in ("auc", "accuracy", "recall", "specificity", "precision"):
+            if name in point["metrics"]:
+                label = "AUC" if name == "auc" else f"{name} @ {key}"
+                if name == "auc" and "AUC" in metrics:
+                    continue
+                metrics[label] = _metric(point["metrics"][name], point["ci95"].get(name))
+    block = {"source": f"{result['dataset']} / {result['split']}", "n": result["n_images"], "metrics": metrics,
+             "note": f"intervals resample {result.get('bootstrap_resamples_what', 'images')}"}
+    if result.get("sensitivity_threshold_source"):
+        points["sensitivity threshold chosen on"] = result["sensitivity_threshold_source"]
+    return block, points
+
+
+def segmenter_figures(result: dict) -> dict:
+    """The card's internal-test block from :func:`~covidlens.evaluation.segmentation.evaluate_segmentation`."""
+    metrics = {key.replace("_", " "): _metric(result["metrics"][key], interval)
+               for key, interval in result["ci95"].items() if key in result["metrics"]
+               and key.split("/")[0] in ("mean_dice", "pooled_dice", "mean_iou", "mean_sensitivity")}
+    return {"source": f"{result['dataset']} / {result['split']}", "n": result["n_slices"], "unit": "slices",
+            "metrics": metrics, "note": f"intervals resample {result.get('bootstrap_resamples_what', 'slices')}"}
+
+
+def build(name: str, variant: str = "demo", force: bool = False, extra: list[str] | None = None,
+          recipe_dir: Path | None = None, n_boot: int = 1000, log: Callable[[str], None] = print) -> Path:
+    """Train ``name`` from its recipe into the store (reused when installed, unless ``force``)."""
+    from covidlens.checkpoint import load_checkpoint
+    from covidlens.training.config import load_config
+    from covidlens.training.fit import train
+
+    check_name(name)
+    if variant not in VARIANTS:
+        raise CovidlensError(f"--recipe must be one of {', '.join(VARIANTS)}, not {variant!r}.")
+    if is_installed(name) and not force:
+        log(f"{name}: already installed in {model_dir(name)}, reused (--force rebuilds it)")
+        return model_dir(name)
+    if name in NOT_BUILT_YET:
+        raise CovidlensError(f"building {name} from a recipe is not implemented yet; pass its checkpoint explicitly.")
+    recipe = read_recipe(name, recipe_dir)
+    overrides = recipe.overrides[variant] + list(extra or [])
+    log(f"{name}: training from {recipe.path.name} ({variant}: {' '.join(overrides) or 'as committed'})")
+    with staging(name) as scratch:
+        config = load_config(recipe.config, overrides, {"name": "run", "trainer.out_dir": str(scratch)})
+        started = time.perf_counter()
+        run = train(config, progress=False)  # EpochLine still prints one line per epoch
+        minutes = (time.perf_counter() - started) / 60
+        folder = run / "model"
+        ckpt = load_checkpoint(folder)
+        role = ROLES[name]
+        card: dict[str, Any] = {
+            "name": name, "summary": recipe.summary, "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "architecture": ckpt.info.model, "task": ckpt.info.task, "modality": ckpt.info.modality,
+            "classes": ckpt.info.classes,
+            "data": {"dataset": ckpt.info.dataset, "split": _split_words(config), "input_size": ckpt.info.input_size},
+            "recipe": {"file": str(recipe.path.relative_to(recipe.path.parents[2])), "variant": variant,
+                       "config": str(recipe.config.name), "overrides": overrides or ["none"]},
+            "training": {"minutes": round(minutes, 1), "epochs": config.optim.epochs, **machine()},
+            "intended_use": recipe.intended_use, "failure_modes": recipe.failure_modes,
+            "not_scored": recipe.not_scored,
+        }
+        dataset, split = recipe.score.get("dataset", ckpt.info.dataset), recipe.score.get("split", "test")
+        log(f"{name}: scoring on {dataset} / {split}")
+        if role.task == "classification":
+            from covidlens.evaluation.evaluate import evaluate
+
+            result = evaluate([ckpt], dataset, root=config.data.root, split=split, n_boot=n_boot)
+            card["internal_test"], card["operating_points"] = classifier_figures(result)
+        else:
+            from covidlens.evaluation.segmentation import evaluate_segmentation
+
+            result = evaluate_segmentation(ckpt, dataset, root=config.data.root, split=split, n_boot=n_boot,
+                                           overlays=False)
+            card["internal_test"] = segmenter_figures(result)
+        write_card(folder, card)
+        target = install(name, folder, scratch)
+    log(f"{name}: built in {minutes:.1f} min, installed in {target}")
+    return target
+
+
+def _split_words(config) -> str:
+    words = f"{config.data.dataset}: its train split for training, validation split (or held-out training groups) " \
+            "for the best epoch and the operating point, test split for the figures below"
+    if config.data.limit_per_class:
+        words += f"; at most {config.data.limit_per_class} training images per class"
+    return words
+
+
+def build_all(variant: str = "demo", force: bool = False, extra: list[str] | None = None,
+              log: Callable[[str], None] = print) -> list[Path]:
+    built = []
+    for name in BUILD_ORDER:
+        if name in NOT_BUILT_YET:
+            log(f"{name}: no recipe build yet, skipped ({'installed' if is_installed(name) else 'not installed'})")
+            continue
+        built.append(build(name, variant, force, extra, log=log))
+    return built

@@ -1,0 +1,57 @@
+"""``covidlens models build`` trains from a committed recipe into the store, writes a card from the
+measured figures, and reuses an installed model unless --force."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from covidlens.cli import main
+
+TINY = ["model.name=unet_seg", "model.pretrained=false", "model.kwargs={base_channels: 8}", "model.input_size=64",
+        "optim.epochs=1", "optim.batch_size=4", "data.limit_per_class=8", "data.val_slices=4", "trainer.accelerator=cpu"]
+
+
+def test_every_recipe_reads(data_root):
+    from covidlens.store.build import NOT_BUILT_YET, read_recipe
+    from covidlens.store.store import NAMES
+
+    for name in NAMES:
+        if name in NOT_BUILT_YET:
+            continue
+        recipe = read_recipe(name)
+        assert recipe.config.is_file() and recipe.intended_use and recipe.failure_modes and recipe.score
+
+
+def test_build_writes_a_measured_card_and_reuses_it(store, data_root, capsys):
+    args = ["models", "build", "ct-lesions", "--data-root", str(data_root)] + [f"--set={o}" for o in TINY]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "ct-lesions: training from ct-lesions.yaml (demo:" in out and "installed in" in out
+    folder = store / "ct-lesions"
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.json", "model.safetensors"]
+    card = json.loads((folder / "card.json").read_text())
+    assert card["architecture"] == "unet_seg" and card["recipe"]["variant"] == "demo"
+    assert card["training"]["minutes"] >= 0 and card["training"]["cores"] and card["training"]["torch"]
+    test = card["internal_test"]
+    assert test["n"] == 48 and test["source"] == "medseg-infnet / test"
+    dice = test["metrics"]["mean dice/infection"]
+    assert 0 <= dice["low"] <= dice["value"] <= dice["high"] <= 1
+    assert card["intended_use"] and card["failure_modes"] and card["not_scored"] and "medical device" in card["caution"]
+    markdown = (folder / "card.md").read_text()
+    assert "## Internal test" in markdown and "mean dice/infection" in markdown and "## Known failure modes" in markdown
+
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert main(args) == 0
+    assert "already installed" in capsys.readouterr().out
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    assert main(["models", "card", "ct-lesions"]) == 0
+    assert "# ct-lesions" in capsys.readouterr().out
+
+
+def test_build_refuses_what_it_cannot_build(store, capsys):
+    assert main(["models", "build"]) == 2
+    assert "name one model to build, or pass --all" in capsys.readouterr().err
+    assert main(["models", "build", "modality"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
