@@ -98,7 +98,10 @@ def screen(inputs, out_dir: str | Path, models: ScreenModels | None = None, *, o
     if not out.resolve().parent.is_dir():
         raise CovidlensError(f"cannot write {out}: its folder {out.resolve().parent} does not exist.")
     models = models or ScreenModels.load(**checkpoints)
-    studies = find_studies(list(inputs))
+    # An output folder inside an input folder holds covidlens's own files, not studies to find there.
+    given = {Path(i).resolve() for i in inputs}
+    studies = [s for s in find_studies(list(inputs))
+               if s.path.resolve() in given or not s.path.resolve().is_relative_to(out.resolve())]
     if shard is not None:
         studies = [s for s in studies if s.shard(shard[1]) == shard[0]]
     out.mkdir(exist_ok=True)

@@ -1,8 +1,8 @@
 """What counts as one study: the inputs of ``covidlens screen`` turned into a list of studies.
 
 A study is what one answer is given for. A NIfTI file is one study; a loose image or DICOM file is
-one study; a folder whose files are DICOM is one series, hence one study, and its sub-folders are
-searched the same way. A folder of studies therefore screens each series folder and each loose image
+one study; a folder whose files are DICOM is one series, hence one study (a folder of one DICOM file
+is that slice), and its sub-folders are searched the same way (a linked folder once). A folder of studies therefore screens each series folder and each loose image
 once. What cannot be a study (an empty folder, a folder of text files, a series too long to be one
 chest CT) becomes a :class:`Study` with its ``problem`` set, so that it gets its one sentence in the
 results while every other study is screened.
@@ -52,7 +52,7 @@ def find_studies(inputs: list[str | Path]) -> list[Study]:
         elif root.is_file():
             found.append((root, label, _file_problem(root)))
         else:
-            found.extend(_walk(root, root, label, top=True))
+            found.extend(_walk(root, root, label, top=True, seen=set()))
     names: set[str] = set()
     studies = []
     keys: set[str] = set()
@@ -76,8 +76,11 @@ def _labels(roots: list[Path]) -> list[str]:
     return labels
 
 
-def _walk(folder: Path, root: Path, label: str, top: bool) -> list[tuple[Path, str, str]]:
+def _walk(folder: Path, root: Path, label: str, top: bool, seen: set[Path]) -> list[tuple[Path, str, str]]:
     key = f"{label}/{folder.relative_to(root)}".rstrip("/.") if folder != root else label
+    if folder.resolve() in seen:  # a linked folder met before (a link to a parent would never end)
+        return []
+    seen.add(folder.resolve())
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
@@ -91,12 +94,13 @@ def _walk(folder: Path, root: Path, label: str, top: bool) -> list[tuple[Path, s
         if len(dicoms) > MAX_SERIES_FILES:
             problem = (f"{folder} holds {len(dicoms)} DICOM files, more than the {MAX_SERIES_FILES} slices of the "
                        "largest CT covidlens reads as one study; split it into one folder per series.")
-        out.append((folder, key, problem))
+        # One DICOM file is one slice, not a volume one slice deep.
+        out.append((dicoms[0] if len(dicoms) == 1 else folder, key, problem))
     loose = [p for p in files if p not in dicoms and _is_image(p)]
     for path in loose:
         out.append((path, f"{key}/{path.name}", ""))
     for sub in folders:
-        out.extend(_walk(sub, root, label, top=False))
+        out.extend(_walk(sub, root, label, top=False, seen=seen))
     if top and not out:
         what = "is empty" if not files and not folders else "holds no DICOM, NIfTI or image files"
         out.append((folder, key, f"{folder} {what}, so it holds no study to screen."))
