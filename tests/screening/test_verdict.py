@@ -168,9 +168,6 @@ def test_choose_for_specificity_lets_through_at_most_the_allowed_negatives():
         choose_for_specificity(np.ones(3), [0.1, 0.2, 0.3], 0.9)
 
 
-@pytest.mark.xfail(strict=True, reason="(1 - 0.9) * 10 is 0.9999999999999998 in floating point, so "
-                   "choose_for_specificity allows no false alarm where the target allows one (fix: floor with a "
-                   "small tolerance in covidlens.evaluation.operating_points)")
 def test_choose_for_specificity_allows_exactly_the_share_the_target_allows():
     labels = np.zeros(10, int)
     scores = np.arange(1, 11) / 10.0

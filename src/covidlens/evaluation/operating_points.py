@@ -75,6 +75,7 @@ def choose_for_specificity(y_val, scores_val, target: float) -> float:
     negatives = np.sort(np.asarray(scores_val, dtype=float)[y == 0])
     if negatives.size == 0:
         raise CovidlensError("cannot choose a specificity threshold without negative cases.")
-    allowed = int(np.floor((1.0 - target) * negatives.size))  # negatives that may score at or above it
+    # Negatives that may score at or above it; the tolerance keeps (1 - 0.9) * 10 from rounding to 0.
+    allowed = int(np.floor((1.0 - target) * negatives.size + 1e-9))
     above = negatives[negatives.size - allowed - 1]
     return float(np.nextafter(above, np.inf))
