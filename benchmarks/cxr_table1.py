@@ -7,7 +7,8 @@ on COVID-19 radiographs from a source they never trained on.
 
 In-source (Table 1): ``covid19-radiography`` COVID vs Normal, its seeded near-duplicate-group-disjoint
 70/10/20 split. Every image goes through the lung model once (stage 1); the masked and cropped copies
-are written under ``--work`` (outside the repository, default ~/.cache/covidlens/cxr_table1) with one
+are written under ``--work`` by ``covidlens.data.derived`` (outside the repository, default
+~/.cache/covidlens/cxr_table1) with one
 CSV table per input kind, and each (model, input) pair is trained with ``configs/cxr_table1.yaml``.
 Scored on the test split: accuracy, precision, recall, specificity, F1, AUC with 95 % intervals
 resampling near-duplicate groups, at 0.5 and at the validation-chosen threshold for 97 % sensitivity.
@@ -30,7 +31,6 @@ says which). Runs are reused by name (``--runs``): a rerun only scores.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -39,50 +39,15 @@ import numpy as np
 from PIL import Image
 
 from covidlens.data.datasets import load_dataset
+from covidlens.data.derived import derive_lung_images, empty_masks, write_table
 from covidlens.data.sets.near_duplicates import MAX_DISTANCE, _hashes, _popcount
 from covidlens.evaluation.evaluate import evaluate
 from covidlens.evaluation.metrics import json_safe
-from covidlens.segmentation.lungs import LUNG_INPUTS, apply_lungs, load_lung_model, lung_masks
+from covidlens.segmentation.lungs import LUNG_INPUTS, load_lung_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "cxr_table1.yaml"
 HEADLINE = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
-
-
-def derive_images(lung_ckpt, samples, folder: Path, work: Path, tag: str) -> dict[str, list[Path]]:
-    """Masked and cropped copies of every sample (PNG, cached), the lung mask, and the raw path."""
-    out = {"raw": [s.path for s in samples], "masked": [], "cropped": [], "mask": []}
-    todo = []
-    for s in samples:
-        rel = s.path.relative_to(folder).with_suffix(".png")
-        paths = {k: work / tag / k / rel for k in ("masked", "cropped", "mask")}
-        for k, p in paths.items():
-            out[k].append(p)
-        if not all(p.is_file() for p in paths.values()):
-            todo.append((s, paths))
-    for start in range(0, len(todo), 32):
-        chunk = todo[start : start + 32]
-        greys = [Image.open(s.path).convert("L") for s, _ in chunk]
-        for (s, paths), grey, lung in zip(chunk, greys, lung_masks(lung_ckpt, greys)):
-            for p in paths.values():
-                p.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(lung.astype(np.uint8) * 255).save(paths["mask"])
-            arr = np.asarray(grey)
-            if not lung.any():  # no lungs found: keep the image whole rather than drop it (counted below)
-                lung = np.ones_like(lung)
-            Image.fromarray(apply_lungs(arr, lung, "masked")).save(paths["masked"])
-            Image.fromarray(apply_lungs(arr, lung, "cropped")).save(paths["cropped"])
-        print(f"  {tag}: lungs of {min(start + 32, len(todo))}/{len(todo)} images", flush=True)
-    return out
-
-
-def write_table(path: Path, rows: list[tuple[Path, str, str, str]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split", "patient_id"])
-        writer.writerows([(str(p), lab, split, group) for p, lab, split, group in rows])
-    return path
 
 
 def cross_source_positives(external, radiography, ext_folder: Path, rad_folder: Path) -> tuple[list, int]:
@@ -147,9 +112,9 @@ def main(argv=None) -> int:
           f"covid19-radiography images and are left out; {len(ext_kept)} external positives "
           f"({len({s.group for s in ext_kept})} patients)", flush=True)
 
-    rad_images = derive_images(lung_ckpt, rad.samples, rad_folder, args.work, "covid19-radiography")
-    ext_images = derive_images(lung_ckpt, ext_kept, ext_folder, args.work, "covid-chestxray")
-    empty = sum(not (np.asarray(Image.open(p)) > 127).any() for p in rad_images["mask"] + ext_images["mask"])
+    rad_images = derive_lung_images(lung_ckpt, rad.samples, rad_folder, args.work, "covid19-radiography")
+    ext_images = derive_lung_images(lung_ckpt, ext_kept, ext_folder, args.work, "covid-chestxray")
+    empty = empty_masks(rad_images["mask"] + ext_images["mask"])
     tables, external_tables = {}, {}
     for kind in args.inputs:
         rows = [(p, rad.classes[s.label], s.split, s.group) for p, s in zip(rad_images[kind], rad.samples)]

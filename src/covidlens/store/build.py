@@ -7,7 +7,9 @@ use, known failure modes, outside sources not scored). A build trains with
 (:func:`~covidlens.evaluation.evaluate.evaluate` for classifiers,
 :func:`~covidlens.evaluation.segmentation.evaluate_segmentation` for segmenters), writes the card from
 those figures, and installs the folder into the store in one rename. A model already installed is
-reused unless ``force``.
+reused unless ``force``. A recipe with ``lungs`` (cxr-classifier) trains on copies of its data set masked
+by an installed store lung model (:func:`covidlens.data.derived.lung_input_table`) and records
+``data.lungs`` in the checkpoint, so screening masks the same way.
 """
 
 from __future__ import annotations
@@ -24,16 +26,16 @@ from typing import Any, Callable
 import yaml
 
 from covidlens.errors import CovidlensError
-from covidlens.store.cards import write_card
+from covidlens.store.cards import read_card, write_card
 from covidlens.store.store import ROLES, check_name, install, is_installed, model_dir, staging
 
 RECIPE_DIR = Path(__file__).resolve().parents[3] / "configs" / "store"
 VARIANTS = ("demo", "full")
 #: Build order: a model another recipe needs comes first.
 BUILD_ORDER = ("ct-lesions", "ct-classifier", "cxr-lungs", "cxr-classifier", "modality")
-#: Named models without a recipe build yet: the lung-masked CXR classifier needs its training images
-#: derived with cxr-lungs (benchmarks/cxr_table1.py), and the modality CNN is not a registry model.
-NOT_BUILT_YET = ("cxr-classifier", "modality")
+#: Named models without a recipe build yet: the modality CNN is not a registry model (its weights ship
+#: inside the package and work without a build).
+NOT_BUILT_YET = ("modality",)
 
 
 @dataclass
@@ -47,6 +49,9 @@ class Recipe:
     intended_use: str = ""
     failure_modes: list[str] = field(default_factory=list)
     not_scored: list[str] = field(default_factory=list)
+    #: Stage 2 of segment-then-classify: ``{model: STORE_NAME, input: masked|cropped}``, the installed lung
+    #: model whose masks derive the training images (:func:`covidlens.data.derived.lung_input_table`).
+    lungs: dict[str, str] = field(default_factory=dict)
 
 
 def recipe_path(name: str, recipe_dir: Path | None = None) -> Path:
@@ -66,7 +71,7 @@ def read_recipe(name: str, recipe_dir: Path | None = None) -> Recipe:
     config = config if config.is_absolute() else path.parents[2] / config
     return Recipe(name, path, config, {v: [str(o) for o in recipes[v]] for v in VARIANTS}, raw.get("score") or {},
                   raw.get("summary", ""), str(raw.get("intended_use", "")).strip(), list(raw.get("failure_modes") or []),
-                  list(raw.get("not_scored") or []))
+                  list(raw.get("not_scored") or []), dict(raw.get("lungs") or {}))
 
 
 def machine() -> dict[str, Any]:
@@ -128,7 +133,13 @@ def build(name: str, variant: str = "demo", force: bool = False, extra: list[str
     overrides = recipe.overrides[variant] + list(extra or [])
     log(f"{name}: training from {recipe.path.name} ({variant}: {' '.join(overrides) or 'as committed'})")
     with staging(name) as scratch:
-        config = load_config(recipe.config, overrides, {"name": "run", "trainer.out_dir": str(scratch)})
+        values = {"name": "run", "trainer.out_dir": str(scratch)}
+        config = load_config(recipe.config, overrides, values)
+        source = config.data.dataset
+        derived = _derive_lung_inputs(name, recipe, config, log) if recipe.lungs else {}
+        if derived:
+            config = load_config(recipe.config, overrides, {**values, "data.dataset": derived["table"],
+                                                            "data.lungs": derived["input"]})
         started = time.perf_counter()
         run = train(config, progress=False)  # EpochLine still prints one line per epoch
         minutes = (time.perf_counter() - started) / 60
@@ -139,20 +150,24 @@ def build(name: str, variant: str = "demo", force: bool = False, extra: list[str
             "name": name, "summary": recipe.summary, "built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "architecture": ckpt.info.model, "task": ckpt.info.task, "modality": ckpt.info.modality,
             "classes": ckpt.info.classes,
-            "data": {"dataset": ckpt.info.dataset, "split": _split_words(config), "input_size": ckpt.info.input_size},
+            "data": {"dataset": ckpt.info.dataset, "split": _split_words(config, source),
+                     "input_size": ckpt.info.input_size, **derived.get("card", {})},
             "recipe": {"file": str(recipe.path.relative_to(recipe.path.parents[2])), "variant": variant,
                        "config": str(recipe.config.name), "overrides": overrides or ["none"]},
             "training": {"minutes": round(minutes, 1), "epochs": config.optim.epochs, **machine()},
             "intended_use": recipe.intended_use, "failure_modes": recipe.failure_modes,
             "not_scored": recipe.not_scored,
         }
-        dataset, split = recipe.score.get("dataset", ckpt.info.dataset), recipe.score.get("split", "test")
+        dataset, split = recipe.score.get("dataset", config.data.dataset), recipe.score.get("split", "test")
         log(f"{name}: scoring on {dataset} / {split}")
         if role.task == "classification":
             from covidlens.evaluation.evaluate import evaluate
 
             result = evaluate([ckpt], dataset, root=config.data.root, split=split, n_boot=n_boot)
             card["internal_test"], card["operating_points"] = classifier_figures(result)
+            if derived:
+                card["internal_test"]["source"] = f"{source} lung-{derived['input']} / {split}"
+                card["internal_test"]["note"] = f"intervals resample {derived['groups']} groups"
         else:
             from covidlens.evaluation.segmentation import evaluate_segmentation
 
@@ -165,8 +180,26 @@ def build(name: str, variant: str = "demo", force: bool = False, extra: list[str
     return target
 
 
-def _split_words(config) -> str:
-    words = f"{config.data.dataset}: its train split for training, validation split (or held-out training groups) " \
+def _derive_lung_inputs(name: str, recipe: Recipe, config, log: Callable[[str], None]) -> dict[str, Any]:
+    """The CSV table of ``config.data.dataset`` as the recipe's lung model masks (or crops) it."""
+    from covidlens.data.datasets import load_dataset
+    from covidlens.data.derived import lung_input_table
+
+    lung_name, kind = recipe.lungs.get("model", "cxr-lungs"), recipe.lungs.get("input", "masked")
+    if not is_installed(lung_name):
+        raise CovidlensError(f"{name} trains on images masked by the store's {lung_name} model, which is not "
+                             f"installed: build it first with 'covidlens models build {lung_name}' (or pass --all).")
+    table = load_dataset(config.data.dataset, config.data.root)
+    log(f"{name}: lung-{kind} copies of {len(table.samples)} {table.name} images by {lung_name} (cached)")
+    csv_path = lung_input_table(model_dir(lung_name), table, kind, log=log)
+    lung_card = read_card(lung_name) or {}
+    card = {"lungs": f"{kind} by the store's {lung_name} model (built {lung_card.get('built', '?')}) before training "
+                     "and at screening"}
+    return {"table": str(csv_path), "input": kind, "groups": table.group_kind, "card": card}
+
+
+def _split_words(config, source: str) -> str:
+    words = f"{source}: its train split for training, validation split (or held-out training groups) " \
             "for the best epoch and the operating point, test split for the figures below"
     if config.data.limit_per_class:
         words += f"; at most {config.data.limit_per_class} training images per class"
