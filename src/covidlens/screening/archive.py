@@ -127,7 +127,7 @@ def screen(inputs, out_dir: str | Path, models: ScreenModels | None = None, *, o
         run.rows.append(row)
         if on_result is not None:
             on_result(row)
-    write_table(out)
+    write_table(out, model_cards(out, models))
     return run
 
 
@@ -277,8 +277,25 @@ def _append(ledger: Path, row: dict) -> None:
         os.fsync(handle.fileno())
 
 
-def write_table(out: Path) -> list[dict]:
-    """``results.csv`` and ``index.html`` from every ledger in ``out`` (all shards), one row per study."""
+def model_cards(out: Path, models: ScreenModels) -> list[dict]:
+    """The models of this run for the index, each store model's ``card.md`` copied to ``cards/ROLE.md``
+    so that the output folder keeps its links when it is moved."""
+    found = []
+    for role, m in models.describe().items():
+        path = Path(m["path"])
+        card = (path if path.is_dir() else path.parent) / "card.md"
+        href = ""
+        if card.is_file():
+            (out / "cards").mkdir(exist_ok=True)
+            _atomic(out / "cards" / f"{role}.md", card.read_text())
+            href = f"cards/{role}.md"
+        found.append({"role": role, "architecture": m["architecture"], "path": m["path"], "card": href})
+    return found
+
+
+def write_table(out: Path, models: list[dict] = ()) -> list[dict]:
+    """``results.csv`` and ``index.html`` from every ledger in ``out`` (all shards), one row per study;
+    ``models`` (:func:`model_cards`) are listed on the index with links to their cards."""
     rows: dict[str, dict] = {}
     for ledger in sorted(out.glob("screen-ledger*.jsonl")):
         rows |= _read_ledger(ledger)
@@ -288,7 +305,7 @@ def write_table(out: Path) -> list[dict]:
     writer.writeheader()
     writer.writerows(ordered)
     _atomic(out / CSV_NAME, buffer.getvalue())
-    _atomic(out / INDEX_NAME, outputs.index_html(ordered))
+    _atomic(out / INDEX_NAME, outputs.index_html(ordered, models=list(models)))
     return ordered
 
 

@@ -205,8 +205,9 @@ def report_html(record: dict) -> str:
     return "\n".join(parts) + "\n"
 
 
-def index_html(rows: list[dict], title: str = "covidlens screen") -> str:
-    """One page linking every study's report, with its verdict."""
+def index_html(rows: list[dict], title: str = "covidlens screen", models: list[dict] = ()) -> str:
+    """One page linking every study's report, with its verdict, and the models used, each with a link
+    to its card where it has one (``models``: ``{role, architecture, path, card}``, card an href or "")."""
     e = html.escape
     head = ("<tr><th>study</th><th>modality</th><th>decision</th><th>lesions</th><th>severity</th>"
             "<th>COVID-19 score</th><th>problem</th></tr>")
@@ -217,6 +218,12 @@ def index_html(rows: list[dict], title: str = "covidlens screen") -> str:
                     f"<td>{e(r.get('lesions') or '')}</td><td>{e(r.get('severity') or '')}</td>"
                     f"<td>{e('' if r.get('covid19_score') is None else format(r['covid19_score'], '.3f'))}</td>"
                     f"<td>{e(r.get('error') or '')}</td></tr>")
+    used = ""
+    if models:
+        used = "<h2>Models</h2><table>" + "".join(
+            f"<tr><th>{e(m['role'])}</th><td>{e(m['architecture'])} ({e(m['path'])})</td><td>"
+            + (f"<a href='{e(m['card'])}'>model card</a>" if m.get("card") else "no model card (not a store model)")
+            + "</td></tr>" for m in models) + "</table>"
     return (f"<!doctype html><meta charset='utf-8'><title>{e(title)}</title><style>{_STYLE}</style>"
-            f"<h1>{e(title)}</h1><p>{len(rows)} studies.</p><table>{head}{''.join(body)}</table>"
+            f"<h1>{e(title)}</h1><p>{len(rows)} studies.</p><table>{head}{''.join(body)}</table>{used}"
             f"<p class='caution'>{e(CAUTION)}</p>\n")
