@@ -5,16 +5,19 @@ PY        := $(VENV)/bin/python
 # torch/torchvision builds that this machine kind holds on disk; override for other machines.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 DATA      ?= $(abspath ../shared/data)
-# Expanded once, so that train, evaluate and explain see the same run folder.
-ifndef DEMO_NAME
-DEMO_NAME := demo-$(shell date +%Y%m%d-%H%M%S)
-endif
 RUNS      ?= runs
-# Four official-test slices (two COVID, two not) explained in the demo report.
-DEMO_IMAGES = $(DATA)/ct/covid-ct/CT_COVID/2020.03.22.20040782-p25-1542.png \
-              $(DATA)/ct/covid-ct/CT_COVID/2020.03.22.20040782-p25-1543.png \
-              $(DATA)/ct/covid-ct/CT_NonCOVID/$(shell head -1 $(DATA)/ct/covid-ct/splits/NonCOVID/testCT_NonCOVID.txt 2>/dev/null) \
-              $(DATA)/ct/covid-ct/CT_NonCOVID/$(shell sed -n 2p $(DATA)/ct/covid-ct/splits/NonCOVID/testCT_NonCOVID.txt 2>/dev/null)
+DEMO_OUT  ?= $(RUNS)/demo-screen
+# Real studies the demo screens: a COVID-CT-MD DICOM series and two volumes (normal, community-acquired
+# pneumonia), three NY-SBU lung slices, and three COVID and three normal radiographs of the TEST split of
+# covid19-radiography (load_dataset's near-duplicate-group split), so the demo screens no training image.
+CXR       = $(DATA)/cxr/covid19-radiography
+DEMO_STUDIES = $(DATA)/ct/covid-ct-md/dicom-series/P001 \
+               $(DATA)/ct/covid-ct-md/volumes/normal001.nii.gz $(DATA)/ct/covid-ct-md/volumes/cap001.nii.gz \
+               $(DATA)/ct/ny-sbu-dicom/A002304/axial/19010112-135.dcm \
+               $(DATA)/ct/ny-sbu-dicom/A046441/axial/19001111-045.dcm \
+               $(DATA)/ct/ny-sbu-dicom/A072894/axial/19010103-40.dcm \
+               $(CXR)/COVID/COVID-100.jpg $(CXR)/COVID/COVID-1013.jpg $(CXR)/COVID/COVID-1014.jpg \
+               $(CXR)/Normal/Normal-10002.jpg $(CXR)/Normal/Normal-10053.jpg $(CXR)/Normal/Normal-10098.jpg
 
 .PHONY: setup demo test bench-accuracy bench-compare bench-mixing clean-venv
 
@@ -27,12 +30,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# Train EfficientNet-Lite0 on the official COVID-CT split, evaluate on its test split, write a report.
+# Build every store model at its demo recipe (an installed one is reused; $COVIDLENS_HOME, default
+# ~/.cache/covidlens), then screen the demo studies with them into one folder whose index.html links every
+# study report and every model card.
 demo: setup
-	COVIDLENS_DATA=$(DATA) $(VENV)/bin/covidlens train --config configs/demo.yaml --name $(DEMO_NAME) --out-dir $(RUNS) --no-progress
-	COVIDLENS_DATA=$(DATA) $(VENV)/bin/covidlens evaluate --checkpoint $(RUNS)/$(DEMO_NAME)/model --split test --out $(RUNS)/$(DEMO_NAME)/report
-	$(VENV)/bin/covidlens explain --checkpoint $(RUNS)/$(DEMO_NAME)/model --method gradcam --out $(RUNS)/$(DEMO_NAME)/report/heatmaps $(DEMO_IMAGES)
-	@echo "report folder: $(RUNS)/$(DEMO_NAME) (model/, config.yaml, training_curves.png, report/, report/heatmaps/index.html)"
+	COVIDLENS_DATA=$(DATA) $(VENV)/bin/covidlens models build --all --recipe demo
+	$(VENV)/bin/covidlens screen $(DEMO_STUDIES) --out $(DEMO_OUT) --overwrite
+	@echo "demo: open $(abspath $(DEMO_OUT))/index.html (a report per study, the card of every model used)"
 
 # The browser test drives Debian's chromium, the DICOM output tests validate with dciodvfy (dicom3tools) and
 # dcmdump (dcmtk); install them when missing (needs root; without them those tests skip).
