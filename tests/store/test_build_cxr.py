@@ -16,7 +16,7 @@ TINY_SEG = ["model.name=unet_seg", "model.pretrained=false", "model.kwargs={base
 
 
 def _radiography_table(data_root: Path, path: Path) -> Path:
-    """A handful of real covid19-radiography images: 4 train, 2 val, 2 test per class."""
+    """A handful of real covid19-radiography images: 4 train, 2 val, 2 test per class (the recipe takes 3 train)."""
     folder = data_root / "cxr" / "covid19-radiography"
     rows = ["path,label,split,patient_id"]
     for label in ("COVID", "Normal"):
@@ -43,20 +43,20 @@ def test_cxr_classifier_trains_on_lung_masked_copies(store, data_root, tmp_path,
     recipes.mkdir(parents=True)
     committed = yaml.safe_load((Path(__file__).parents[2] / "configs" / "store" / "cxr-classifier.yaml").read_text())
     committed["config"] = str(Path(__file__).parents[2] / "configs" / "cxr_table1.yaml")
-    committed["recipes"]["demo"] = [f"data.dataset={table}", "model.input_size=64", "optim.epochs=1",
+    committed["recipes"]["demo"] = [f"data.dataset={table}", "data.limit_per_class=3", "model.input_size=64", "optim.epochs=1",
                                     "optim.batch_size=4", "trainer.accelerator=cpu"]
     (recipes / "cxr-classifier.yaml").write_text(yaml.safe_dump(committed))
 
     folder = build("cxr-classifier", recipe_dir=recipes, n_boot=20)
     out = capsys.readouterr().out
-    assert "lung-masked copies of 16" in out and "installed in" in out
+    assert "lung-masked copies of 14" in out and "installed in" in out  # 3 train, 2 val, 2 test per class
     ckpt = load_checkpoint(folder)
     assert ckpt.info.preprocessing["lungs"] == "masked"
     assert (ckpt.info.task, ckpt.info.modality, list(ckpt.info.classes)) == ("classification", "cxr", ["Normal", "COVID"])
     derived = list((store.parent / "derived").glob("lungs-*/tables/*-masked.csv"))
     assert len(derived) == 1
     masked = [line.split(",")[0] for line in derived[0].read_text().splitlines()[1:]]
-    assert len(masked) == 16 and all(Path(p).is_file() and Path(p).suffix == ".png" for p in masked)
+    assert len(masked) == 14 and all(Path(p).is_file() and Path(p).suffix == ".png" for p in masked)
     card = json.loads((folder / "card.json").read_text())
     assert "masked by the store's cxr-lungs" in card["data"]["lungs"]
     assert card["internal_test"]["n"] == 4 and "lung-masked / test" in card["internal_test"]["source"]

@@ -14,6 +14,7 @@ by an installed store lung model (:func:`covidlens.data.derived.lung_input_table
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -182,6 +183,7 @@ def build(name: str, variant: str = "demo", force: bool = False, extra: list[str
 
 def _derive_lung_inputs(name: str, recipe: Recipe, config, log: Callable[[str], None]) -> dict[str, Any]:
     """The CSV table of ``config.data.dataset`` as the recipe's lung model masks (or crops) it."""
+    from covidlens.data.datamodule import limit_per_class
     from covidlens.data.datasets import load_dataset
     from covidlens.data.derived import lung_input_table
 
@@ -190,6 +192,10 @@ def _derive_lung_inputs(name: str, recipe: Recipe, config, log: Callable[[str], 
         raise CovidlensError(f"{name} trains on images masked by the store's {lung_name} model, which is not "
                              f"installed: build it first with 'covidlens models build {lung_name}' (or pass --all).")
     table = load_dataset(config.data.dataset, config.data.root)
+    if config.data.limit_per_class:
+        # Only the training images the trainer will take (the same first N per class, in table order).
+        train = set(map(id, limit_per_class(table.split("train"), config.data.limit_per_class)))
+        table = dataclasses.replace(table, samples=[s for s in table.samples if s.split != "train" or id(s) in train])
     log(f"{name}: lung-{kind} copies of {len(table.samples)} {table.name} images by {lung_name} (cached)")
     csv_path = lung_input_table(model_dir(lung_name), table, kind, log=log)
     lung_card = read_card(lung_name) or {}
