@@ -22,7 +22,7 @@ from tests.serve.conftest import CT_PNG
 @pytest.mark.parametrize(
     "flags,message",
     [
-        ([], "give at least one classifier: --ct-checkpoint and/or --cxr-checkpoint."),
+        ([], "no model given and the store"),
         (["--ct-checkpoint", "{lesion}"], "is a CT segmentation model, but --ct-checkpoint needs a CT classifier."),
         (["--cxr-checkpoint", "{ct}"], "is a CT classification model, but --cxr-checkpoint needs a chest X-ray classifier."),
         (["--ct-checkpoint", "{ct}", "--lesion-checkpoint", "{cxr}"],
