@@ -217,7 +217,7 @@ def build_all(variant: str = "demo", force: bool = False, extra: list[str] | Non
     built = []
     for name in BUILD_ORDER:
         if name in NOT_BUILT_YET:
-            log(f"{name}: no recipe build yet, skipped ({'installed' if is_installed(name) else 'not installed'})")
+            log(f"{name}: nothing to build, its weights ship inside the covidlens package")
             continue
         built.append(build(name, variant, force, extra, log=log))
     return built
