@@ -25,16 +25,16 @@ def add_parser(sub) -> None:
     s.set_defaults(run=run_list)
 
     s = actions.add_parser("card", help="print the model card of an installed store model")
-    s.add_argument("name", choices=STORE_NAMES)
+    s.add_argument("name", choices=STORE_NAMES, help="the store model whose card to print")
     s.set_defaults(run=run_card)
 
     s = actions.add_parser("pack", help="write NAME.tar.gz of an installed model and its SHA-256, for publishing")
-    s.add_argument("name", choices=STORE_NAMES)
+    s.add_argument("name", choices=STORE_NAMES, help="the installed store model to pack")
     s.add_argument("--out", required=True, help="folder for NAME.tar.gz and NAME.tar.gz.sha256")
     s.set_defaults(run=run_pack)
 
     s = actions.add_parser("build", help="train named models from the committed recipes (configs/store/) into the store")
-    s.add_argument("name", nargs="?", choices=STORE_NAMES)
+    s.add_argument("name", nargs="?", choices=STORE_NAMES, help="the store model to build (or --all)")
     s.add_argument("--all", action="store_true", help="every model with a recipe, in dependency order")
     s.add_argument("--recipe", choices=("demo", "full"), default="demo",
                    help="demo: minutes on a 2-core CPU; full: the benchmarked recipe (default demo)")
@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     s.set_defaults(run=run_build)
 
     s = actions.add_parser("pull", help="download a model from a manifest, verify its SHA-256, install it")
-    s.add_argument("name", choices=STORE_NAMES)
+    s.add_argument("name", choices=STORE_NAMES, help="the store model to download and install")
     s.add_argument("--manifest", help="manifest file or http(s) URL (default: the one shipped with covidlens)")
     s.add_argument("--force", action="store_true", help="replace an installed model")
     s.set_defaults(run=run_pull)
