@@ -447,8 +447,12 @@ def _screen_cxr(scan: Scan, models: ScreenModels, point: str, statement: str, cl
                     heat = _heat_maps(ckpt, seen[None], [0])[0]
                 if lung is not None and lung.any():
                     inside, covered = energy_in_mask(heat, lung)
-                    measures["heat_in_lungs"] = round(inside, 4)
-                    lines.append(f"{inside:.0%} of the heat map lies inside the lungs, which cover {covered:.0%} of the image.")
+                    if inside == inside:
+                        measures["heat_in_lungs"] = round(inside, 4)
+                        lines.append(f"{inside:.0%} of the heat map lies inside the lungs, which cover {covered:.0%} of the image.")
+                    else:  # Grad-CAM of the positive class is zero everywhere: nothing raised the score
+                        notes.append("The heat map is empty (no region raised the COVID-19 score), so its share "
+                                     "inside the lungs is not measured.")
     verdict = Verdict("not measured", None, score, decision, point, lines)
     return StudyEvidence("cxr", statement, "radiograph", verdict, measures, [], missing, notes, grey=grey[None],
                          lung=None if lung is None else lung[None], heat={} if heat is None else {0: heat}, key_slices=[0])
