@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import covidlens
+from covidlens.evaluation.metrics import json_safe
 from covidlens.data.scan import Scan
 from covidlens.visualize.overlay import draw_outline, heat_overlay, mask_overlay, png_bytes
 
@@ -45,6 +46,7 @@ def write_study(folder: Path, record: dict, scan: Scan | None, evidence) -> list
             if scan.format in ("dicom-series", "dicom") and evidence.kind != "picture":
                 written += _dicom(folder, scan, evidence, record)
     record["outputs"] = sorted(written + [RESULT, "report.html"])
+    record.update(json_safe(record))  # an undefined figure (NaN) is null in result.json, never a crash
     (folder / RESULT).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     (folder / "report.html").write_text(report_html(record))
     return record["outputs"]
