@@ -35,6 +35,7 @@ $(VENV)/.installed: pyproject.toml
 # study report and every model card.
 demo: setup
 	COVIDLENS_DATA=$(DATA) $(VENV)/bin/covidlens models build --all --recipe demo
+	mkdir -p $(dir $(DEMO_OUT))
 	$(VENV)/bin/covidlens screen $(DEMO_STUDIES) --out $(DEMO_OUT) --overwrite
 	@echo "demo: open $(abspath $(DEMO_OUT))/index.html (a report per study, the card of every model used)"
 
