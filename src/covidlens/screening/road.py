@@ -140,8 +140,7 @@ class StudyEvidence:
     key_slices: list[int] = field(default_factory=list)
 
     def record(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("grey", "lesion", "lung", "heat")}
-        return out
+        return {k: v for k, v in asdict(self).items() if k not in ("grey", "lesion", "lung", "heat")}
 
 
 class Clock:
@@ -263,7 +262,7 @@ def _screen_ct(scan: Scan, models: ScreenModels, point: str, statement: str, clo
         measures["classifier_rule"] = (f"the {CLASSIFIER_PERCENTILE}th percentile of P(COVID) over the lung slices"
                                        if volume else "P(COVID) of the slice")
     verdict = _ct_verdict(call, study_score, models, point)
-    key = _key_slices(lesion_px if lesion_px is not None else None, lung_px, scores)
+    key = _key_slices(lesion_px, lung_px)
     evidence = StudyEvidence("ct", statement, kind, verdict, measures, slices, missing, notes,
                              grey=grey, lesion=lesion, lung=lung, key_slices=key)
     if models.ct_classifier is not None and explain:
@@ -369,7 +368,7 @@ def _screen_picture(scan, models: ScreenModels, point: str, statement: str, cloc
     return evidence
 
 
-def _key_slices(lesion_px, lung_px, scores) -> list[int]:
+def _key_slices(lesion_px, lung_px) -> list[int]:
     """The slices a reader should see first: most lesion, at least a tenth of the scan apart (so that
     four neighbours of one lesion do not hide the rest), else the slice with the most lung."""
     if lesion_px is None or not lesion_px.any():
