@@ -53,3 +53,42 @@ def test_wrongly_typed_value_is_refused():
 def test_impossible_choices_are_refused_before_training(override, message):
     with pytest.raises(CovidlensError, match=message):
         load_config(None, [override])
+
+
+def test_from_dict_is_the_inverse_of_to_dict_and_refuses_what_load_config_refuses():
+    from covidlens.training.config import TrainConfig
+
+    config = load_config(None, ["optim.epochs=3", "augment.jpeg_prob=0.5", "model.kwargs={dropout: 0.1}"])
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict({"optim": {"lr": "3e-4"}}).optim.lr == pytest.approx(3e-4)
+    with pytest.raises(CovidlensError, match="unknown config key optim.momentum"):
+        TrainConfig.from_dict({"optim": {"momentum": 0.9}})
+    with pytest.raises(CovidlensError, match="choose one of adam, adamw"):
+        TrainConfig.from_dict({"optim": {"optimizer": "sgd"}})
+
+
+def test_presets_take_every_augmentation_setting_by_name():
+    import inspect
+
+    from covidlens.data.transforms import SegmentationTrainPreset, TrainPreset
+    from covidlens.training.config import AugmentConfig
+
+    fields = set(AugmentConfig.__dataclass_fields__)
+    for preset, own in ((TrainPreset, {"size", "mean", "std", "in_channels", "region"}),
+                        (SegmentationTrainPreset, {"size", "mean", "std", "in_channels"})):
+        taken = set(inspect.signature(preset.__init__).parameters) - {"self"} - own
+        assert taken <= fields  # every augmentation argument has a config field of the same name
+    augment = AugmentConfig(jpeg_prob=1.0, jpeg_quality=[20, 20], downscale_prob=1.0, hflip=0.0)
+    text = repr(TrainPreset.from_config(augment, 64, (0.5,), (0.5,), 1).transform)
+    assert "JPEG" in text and "RandomDownscale(p=1.0" in text and "RandomHorizontalFlip" not in text
+
+
+def test_the_trainer_picks_each_tasks_three_pieces_from_one_table():
+    from covidlens.kinds import TASKS
+    from covidlens.training import classification, segmentation
+    from covidlens.training.fit import TASKS as PIECES
+
+    assert set(PIECES) == set(TASKS)
+    for task, pieces in ((("classification", classification)), ("segmentation", segmentation)):
+        assert PIECES[task].build_datamodule is pieces.build_datamodule
+        assert PIECES[task].build_module is pieces.build_module and PIECES[task].export is pieces.export

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from covidlens.checkpoint import load_checkpoint
+from covidlens.data.datasets import load_dataset
+from covidlens.training.classification import build_datamodule
 from covidlens.training.config import load_config
-from covidlens.training.fit import build_datamodule, train
+from covidlens.training.fit import train
 from covidlens.training.module import ClassifierModule
 
 
@@ -51,7 +53,8 @@ def test_two_process_ddp_validation_auc_equals_one_process(covid_ct, tmp_path):
 
     # The same weights, scored by one process through the same validation step.
     config = _config(table, tmp_path, "single", devices=1)
-    dm, table_, _, _ = build_datamodule(config)
+    prepared = build_datamodule(config, load_dataset(config.data.dataset, config.data.root))
+    dm, table_ = prepared.datamodule, prepared.table
     module = ClassifierModule(config.to_dict(), 1, table_.classes.index("COVID"), pretrained=False)
     module.model.load_state_dict(load_checkpoint(run_dir / "model").model.state_dict())
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)

@@ -6,6 +6,8 @@ normalised ``in_channels x size x size`` tensor (the grey channel repeated for I
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2 as T
@@ -55,6 +57,15 @@ class RandomDownscale:
         return f"RandomDownscale(p={self.p}, min_scale={self.min_scale})"
 
 
+def _augment_by_name(preset: type, augment) -> dict:
+    """The keyword arguments of ``preset`` that ``augment`` (a training config's ``augment`` section,
+    or any object with those attributes) names, taken by name: a field added to both is picked up
+    without a positional list to keep in order."""
+    given = {"self", "size", "mean", "std", "in_channels", "region"}
+    names = [n for n in inspect.signature(preset.__init__).parameters if n not in given]
+    return {n: getattr(augment, n) for n in names if hasattr(augment, n)}
+
+
 class TrainPreset:
     """Seed 000's augmentation: random resized crop (scale >= 0.5), horizontal flip, brightness and
     contrast jitter of 0.2, plus optional small rotations, translations and Gaussian noise.
@@ -91,6 +102,15 @@ class TrainPreset:
             source.append(RandomDownscale(downscale_prob, downscale_min))
         self.transform = T.Compose([*region_step(region), T.PILToTensor(), *source, *augment,
                                     _image_tail(in_channels, mean, std, noise_std)])
+
+    @classmethod
+    def from_config(cls, augment, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                    in_channels: int = 3, region: str = "whole") -> "TrainPreset":
+        """The preset of a training config: every augmentation setting taken from ``augment`` by name."""
+        settings = _augment_by_name(cls, augment)
+        if isinstance(settings.get("jpeg_quality"), list):
+            settings["jpeg_quality"] = tuple(settings["jpeg_quality"])
+        return cls(size, mean, std, in_channels, region=region, **settings)
 
     def __call__(self, image):
         return self.transform(image)
@@ -168,6 +188,12 @@ class SegmentationTrainPreset:
         # v2 applies the geometric steps to image and Mask alike and leaves the Mask out of ColorJitter.
         self.joint = T.Compose(_augment_steps(size, crop_scale, hflip, brightness, contrast, rotation, translate))
         self.tail = _image_tail(in_channels, mean, std, noise_std)
+
+    @classmethod
+    def from_config(cls, augment, size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                    in_channels: int = 3) -> "SegmentationTrainPreset":
+        """The preset of a training config: every augmentation setting taken from ``augment`` by name."""
+        return cls(size, mean, std, in_channels, **_augment_by_name(cls, augment))
 
     def __call__(self, image, mask) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.joint(*_pair(image, mask))

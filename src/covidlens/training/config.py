@@ -148,6 +148,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """The config a nested mapping describes (what :meth:`to_dict` or a YAML file gives): missing keys
+        take the defaults, values are converted to the declared types, unknown keys and misspelt choices
+        are refused with one sentence."""
+        config = _build(cls, values, "")
+        _check_choices(config)
+        return config
+
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """YAML reads '3e-4' as a string and '5' where 5.0 is meant: convert to the declared type."""
@@ -231,9 +240,7 @@ def load_config(
         _set_path(values, key.strip(), yaml.safe_load(raw.strip()) if raw.strip() != "" else None)
     for key, value in (values_by_key or {}).items():
         _set_path(values, key, value)
-    config = _build(TrainConfig, values, "")
-    _check_choices(config)
-    return config
+    return TrainConfig.from_dict(values)
 
 
 _CHOICES = {

@@ -1,13 +1,13 @@
 """``train``: one function that turns a :class:`TrainConfig` into a trained checkpoint folder.
 
-The data set's task decides what is trained: a classifier (:class:`ClassifierModule`) on a
-classification set, a segmenter (:class:`~covidlens.training.segmentation.SegmentationModule`) on a
-segmentation set such as ``medseg-infnet``; the loop, logs and export are shared.
+This module owns the Trainer only. What is trained comes from the data set's task: :data:`TASKS` maps
+``classification`` and ``segmentation`` to the task's three pieces (:mod:`covidlens.training.classification`,
+:mod:`covidlens.training.segmentation`): ``build_datamodule``, ``build_module`` and ``export``.
 
 Lightning's Trainer owns the loop, devices (CPU, one or many GPUs, several nodes through DDP),
 precision, logging (TensorBoard and CSV) and the resumable ``last.ckpt``. At the end the best epoch on
 the validation split is exported as a safetensors checkpoint (see :mod:`covidlens.checkpoint`) together
-with the operating point chosen on that same validation split.
+with, for a classifier, the operating point chosen on that same validation split.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import lightning as L
 import torch
@@ -23,22 +25,30 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from covidlens.checkpoint import DEFAULT_PREPROCESSING, Checkpoint, ModelInfo, save_checkpoint
-from covidlens.data.datamodule import ClassificationDataModule
 from covidlens.data.datasets import load_dataset
-from covidlens.data.mixing import MixingCollate
-from covidlens.data.transforms import EvalPreset, TrainPreset
 from covidlens.errors import CovidlensError
-from covidlens.evaluation.operating_points import choose_for_sensitivity
-from covidlens.inference import class_probabilities
-from covidlens.models import get_model_spec
+from covidlens.training import classification, segmentation
 from covidlens.training.config import TrainConfig, save_config
-from covidlens.training.module import ClassifierModule
-from covidlens.training.segmentation import (
-    SegmentationModule,
-    build_segmentation_datamodule,
-    export_segmentation_model,
-)
+
+
+@dataclass(frozen=True)
+class TaskPieces:
+    """What a task provides to the Trainer: the data step, the Lightning module, the export, and the
+    validation metric that picks the best epoch when ``eval.monitor`` names none."""
+
+    build_datamodule: Callable
+    build_module: Callable
+    export: Callable
+    monitor: str
+
+
+#: The pieces of each task, keyed by the data set's task.
+TASKS: dict[str, TaskPieces] = {
+    "classification": TaskPieces(classification.build_datamodule, classification.build_module,
+                                 classification.export, "val_auc"),
+    "segmentation": TaskPieces(segmentation.build_datamodule, segmentation.build_module,
+                               segmentation.export, "val_dice"),
+}
 
 MODEL_DIR = "model"
 LAST_CKPT = "checkpoints/last.ckpt"
@@ -77,59 +87,6 @@ class EpochLine(L.Callback):
               flush=True)
 
 
-def resolve_positive_class(config: TrainConfig, table) -> str | None:
-    """The positive class is named by the config or the data set, never taken from a position.
-
-    A two-class task needs one (its single logit is P(positive class)); a K-class task may have none.
-    """
-    chosen = config.data.positive_class or table.positive_class
-    if chosen is not None and chosen not in table.classes:
-        raise CovidlensError(
-            f"positive class {chosen!r} is not a class of {table.name!r} ({', '.join(table.classes)}); "
-            "set data.positive_class to one of them."
-        )
-    if chosen is None and len(table.classes) == 2:
-        raise CovidlensError(
-            f"data set {table.name!r} has two classes ({', '.join(table.classes)}) and none is named positive; "
-            "set data.positive_class (e.g. --set data.positive_class=" + table.classes[-1] + ")."
-        )
-    return chosen
-
-
-def input_channels(config: TrainConfig, spec) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
-    """Channels the network reads (its ``in_channels`` argument, 3 when it has none) and the
-    registered normalisation cut to that many channels (a 1-channel model gets the grey image)."""
-    channels = int(config.model.kwargs.get("in_channels", 3))
-    return channels, tuple(spec.mean[:channels]), tuple(spec.std[:channels])
-
-
-def build_datamodule(config: TrainConfig, table=None):
-    spec = get_model_spec(config.model.name)
-    size = config.model.input_size or spec.input_size
-    table = table if table is not None else load_dataset(config.data.dataset, config.data.root)
-    if spec.task != "classification":
-        raise CovidlensError(
-            f"model {config.model.name!r} is a {spec.task} model; data set {table.name!r} needs a classifier."
-        )
-    if table.task != "classification":
-        raise CovidlensError(f"data set {table.name!r} is a {table.task} set; a classifier trains on a classification set.")
-    a = config.augment
-    channels, mean, std = input_channels(config, spec)
-    train_tf = TrainPreset(
-        size, mean, std, channels, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
-        a.noise_std, config.data.region, a.jpeg_prob, tuple(a.jpeg_quality), a.downscale_prob, a.downscale_min,
-    )
-    eval_tf = EvalPreset(size, mean, std, channels, config.data.region)
-    collate = None
-    if a.mixing != "none" and a.mixing_prob > 0:
-        collate = MixingCollate(max(len(table.classes), 2), a.mixing, a.mixing_prob, a.mixing_alpha, seed=config.seed)
-    dm = ClassificationDataModule(
-        table, train_tf, eval_tf, config.optim.batch_size, config.data.num_workers, config.data.limit_per_class,
-        collate,
-    )
-    return dm, table, spec, size
-
-
 def train(
     config: TrainConfig,
     resume: bool = False,
@@ -159,23 +116,16 @@ def train(
     if task is not None and table.task != task:
         hint = "covidlens segment train" if table.task == "segmentation" else "covidlens train"
         raise CovidlensError(f"data set {table.name!r} is a {table.task} set, not a {task} set; train it with '{hint}'.")
-    segmenting = table.task == "segmentation"
-    if segmenting:
-        dm, classes, spec, size = build_segmentation_datamodule(config, table)
-    else:
-        dm, table, spec, size = build_datamodule(config, table)
-        positive = resolve_positive_class(config, table)
-        num_outputs = 1 if len(table.classes) == 2 else len(table.classes)
+    pieces = TASKS.get(table.task)
+    if pieces is None:
+        raise CovidlensError(f"data set {table.name!r} is a {table.task} set, which covidlens cannot train "
+                             f"(it trains {', '.join(TASKS)}).")
+    prepared = pieces.build_datamodule(config, table)
     L.seed_everything(config.seed, workers=True, verbose=False)
     # Build the model and the trainer before creating the run folder: settings that cannot work
     # (offline pretrained weights, bad kwargs, no GPU) must not leave a folder that blocks the next try.
-    if segmenting:
-        module = SegmentationModule(config.to_dict(), len(classes))
-    else:
-        module = ClassifierModule(config.to_dict(), num_outputs, table.classes.index(positive) if positive else None)
-    monitor = config.eval.monitor or ("val_dice" if segmenting else "val_auc")
-    if not segmenting and monitor == "val_dice":
-        raise CovidlensError("eval.monitor val_dice is a segmentation metric; a classifier uses val_auc, val_acc or val_loss.")
+    module = pieces.build_module(config, prepared)
+    monitor = config.eval.monitor or pieces.monitor
     checkpoint_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
         filename="best-{epoch:02d}",
@@ -213,7 +163,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
     started = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None, weights_only=True)
+    trainer.fit(module, datamodule=prepared.datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
     elapsed = time.time() - started
     if trainer.global_rank != 0:
         return run_dir
@@ -221,41 +171,5 @@ def train(
     best = checkpoint_cb.best_model_path or str(last)
     state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    if segmenting:
-        export_segmentation_model(module, config, table, spec, size, run_dir / MODEL_DIR)
-    else:
-        export_model(module, config, table, spec, size, num_outputs, positive, run_dir / MODEL_DIR, dm)
+    pieces.export(module, config, prepared, run_dir / MODEL_DIR)
     return run_dir
-
-
-def export_model(module, config, table, spec, size, num_outputs, positive, folder: Path, dm) -> Checkpoint:
-    """Save the network as safetensors with its description and the validation-chosen threshold."""
-    model = module.model.cpu().eval()
-    channels, mean, std = input_channels(config, spec)
-    info = ModelInfo(
-        model=config.model.name,
-        task="classification",
-        modality=config.data.modality or table.modality,
-        classes=list(table.classes),
-        positive_class=positive,
-        input_size=size,
-        mean=list(mean),
-        std=list(std),
-        in_channels=channels,
-        num_outputs=num_outputs,
-        model_kwargs=dict(config.model.kwargs),
-        preprocessing={**DEFAULT_PREPROCESSING, "region": config.data.region,
-                       "lungs": config.data.lungs},
-        tta=config.eval.tta,
-        dataset=config.data.dataset,
-        target_sensitivity=config.eval.target_sensitivity,
-    )
-    ckpt = Checkpoint(model, info, folder)
-    if positive is not None:
-        val = dm.dataset("val").samples
-        prob = class_probabilities(ckpt, val, tta=config.eval.tta)[:, info.positive_index]
-        y = [int(s.label == info.positive_index) for s in val]
-        if any(y):  # a validation split without positives cannot set a sensitivity threshold
-            info.sensitivity_threshold = choose_for_sensitivity(y, prob, config.eval.target_sensitivity)
-    save_checkpoint(model, info, folder)
-    return ckpt

@@ -1,8 +1,15 @@
-"""The training logic as a LightningModule; the network itself stays a plain ``nn.Module``."""
+"""The training logic as a LightningModule; the network itself stays a plain ``nn.Module``.
+
+:class:`TrainingModule` is what every task's module shares, :class:`Prepared` what every task's data
+step hands to its module and export steps, and :class:`ClassifierModule` the classification task's
+module (its data and export steps are in :mod:`covidlens.training.classification`).
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import lightning as L
 import torch
@@ -11,7 +18,20 @@ from torchmetrics import CatMetric, MeanMetric
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, MulticlassAccuracy, MulticlassAUROC
 
 from covidlens.models import create_model
-from covidlens.training.config import TrainConfig, _build
+from covidlens.training.config import TrainConfig
+
+
+@dataclass
+class Prepared:
+    """What a task's ``build_datamodule`` gives its ``build_module`` and ``export``: the Lightning data
+    module, the data set's table, the architecture's registry entry and the input side, and the
+    task's own facts (``extra``: a classifier's outputs and positive class, a segmenter's mask classes)."""
+
+    datamodule: Any
+    table: Any
+    spec: Any
+    size: int
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class TrainingModule(L.LightningModule):
@@ -50,7 +70,7 @@ class ClassifierModule(TrainingModule):
         super().__init__()
         # Plain dicts and numbers only, so Lightning checkpoints load with weights_only=True.
         self.save_hyperparameters({"config": config, "num_outputs": num_outputs, "positive_index": positive_index})
-        self.config: TrainConfig = _build(TrainConfig, config, "")
+        self.config: TrainConfig = TrainConfig.from_dict(config)
         if num_outputs == 1 and positive_index is None:
             raise ValueError("a single-logit model needs the index of its positive class")
         m = self.config.model

@@ -1,10 +1,12 @@
 """Lesion segmentation training: the LightningModule, its data and the exported checkpoint.
 
 :func:`covidlens.training.fit.train` comes here when the data set's task is ``segmentation``
-(``data.dataset=medseg-infnet``); everything else (the Trainer, checkpoints, logs, resume) is the
-classifier's. Loss and per-slice Dice are MONAI's; the Dice average over validation slices is a
-torchmetrics ``MeanMetric``, so under DDP the processes' shards are gathered before the best epoch is
-chosen, as for the classifier's AUC.
+(``data.dataset=medseg-infnet``): this module provides the task's three pieces, :func:`build_datamodule`,
+:func:`build_module` and :func:`export`, as :mod:`covidlens.training.classification` does for
+classifiers; the Trainer, checkpoints, logs and resume are :mod:`~covidlens.training.fit`'s. Loss and
+per-slice Dice are MONAI's; the Dice average over validation slices is a torchmetrics ``MeanMetric``,
+so under DDP the processes' shards are gathered before the best epoch is chosen, as for the
+classifier's AUC.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from covidlens.data.datasets import SampleTable
 from covidlens.data.transforms import SegmentationEvalPreset, SegmentationTrainPreset
 from covidlens.errors import CovidlensError
 from covidlens.models import create_model, get_model_spec, list_models
-from covidlens.training.config import TrainConfig, _build
-from covidlens.training.module import TrainingModule
+from covidlens.training.config import TrainConfig
+from covidlens.training.module import Prepared, TrainingModule
 
 
 def slice_dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -45,7 +47,7 @@ class SegmentationModule(TrainingModule):
     def __init__(self, config: dict, num_classes: int, pretrained: bool | None = None):
         super().__init__()
         self.save_hyperparameters({"config": config, "num_classes": num_classes})
-        self.config: TrainConfig = _build(TrainConfig, config, "")
+        self.config: TrainConfig = TrainConfig.from_dict(config)
         m = self.config.model
         self.model = create_model(
             m.name, num_classes=num_classes, pretrained=m.pretrained if pretrained is None else pretrained, **m.kwargs
@@ -105,35 +107,38 @@ def check_segmentation_config(config: TrainConfig, table: SampleTable) -> list[s
     return list(table.mask_classes)
 
 
-def build_segmentation_datamodule(config: TrainConfig, table: SampleTable):
+def build_datamodule(config: TrainConfig, table: SampleTable) -> Prepared:
+    """The segmentation task's data step: masks and slices, augmented together."""
     spec = get_model_spec(config.model.name)
     size = config.model.input_size or spec.input_size
     if size % 32:
         raise CovidlensError(f"model.input_size {size} must be a multiple of 32 for a segmentation network.")
     classes = check_segmentation_config(config, table)
-    a = config.augment
-    train_tf = SegmentationTrainPreset(
-        size, spec.mean, spec.std, 3, a.crop_scale, a.hflip, a.brightness, a.contrast, a.rotation, a.translate,
-        a.noise_std,
-    )
+    train_tf = SegmentationTrainPreset.from_config(config.augment, size, spec.mean, spec.std, 3)
     eval_tf = SegmentationEvalPreset(size, spec.mean, spec.std, 3)
     dm = SegmentationDataModule(
         table, len(classes), train_tf, eval_tf, config.optim.batch_size, config.data.num_workers,
         config.data.limit_per_class, config.data.val_slices, config.seed,
     )
-    return dm, classes, spec, size
+    return Prepared(dm, table, spec, size, {"classes": classes})
 
 
-def export_segmentation_model(module, config: TrainConfig, table: SampleTable, spec, size: int, folder: Path) -> Checkpoint:
+def build_module(config: TrainConfig, prepared: Prepared) -> SegmentationModule:
+    """The segmentation task's Lightning module: one output channel per mask class."""
+    return SegmentationModule(config.to_dict(), len(prepared.extra["classes"]))
+
+
+def export(module: SegmentationModule, config: TrainConfig, prepared: Prepared, folder: Path) -> Checkpoint:
     """Save the network with a format-2 description: task segmentation, classes = mask class names."""
     model = module.model.cpu().eval()
+    table, spec = prepared.table, prepared.spec
     info = ModelInfo(
         model=config.model.name,
         task="segmentation",
         modality=config.data.modality or table.modality,
         classes=list(table.mask_classes),
         positive_class=None,
-        input_size=size,
+        input_size=prepared.size,
         mean=list(spec.mean),
         std=list(spec.std),
         num_outputs=len(table.mask_classes),

@@ -10,7 +10,7 @@ from torch import nn
 from covidlens.data.datasets import Sample, SampleTable
 from covidlens.models import create_model, get_model_spec
 from covidlens.training.config import load_config
-from covidlens.training.fit import build_datamodule
+from covidlens.training.classification import build_datamodule
 
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "seed004_vgg16bn.yaml"
 SEED_PARAMETERS = 65_090_499  # seed 004's Fig. 3: 1 channel, 3 classes, 150x150
@@ -59,7 +59,7 @@ def test_the_seed004_training_transform_only_ever_translates(tmp_path):
     path = tmp_path / "x.png"
     Image.fromarray(image).save(path)
     table = SampleTable("toy", ["normal", "covid", "non-covid"], [Sample(path, 0, "train", "p")], modality="cxr")
-    transform = build_datamodule(config, table)[0].train_transform  # exactly what the trainer applies
+    transform = build_datamodule(config, table).datamodule.train_transform  # exactly what the trainer applies
     reach = int(np.ceil(config.augment.translate * size))
     assert _shift(image, np.fliplr(image), reach) is None and _shift(image, np.rot90(image), reach) is None
     shifts = []
