@@ -295,11 +295,16 @@ def load_folder(folder: Path) -> SampleTable:
 def load_csv(table: Path) -> SampleTable:
     """User data as a CSV with columns ``path,label`` and optional ``split`` and ``patient_id``.
 
-    Relative paths are taken from the CSV's folder; rows without a split are 'test'.
+    Relative paths are taken from the CSV's folder; rows without a split are 'test'. A table with a
+    ``mask`` column is a segmentation table (``label`` is then optional): each row's mask is a PNG of
+    its image's size (0/255 for two classes, class indices otherwise), and an optional
+    ``mask_classes`` column names the mask values, separated by ``;`` (default ``background;foreground``).
     """
     table = Path(table)
     with table.open(newline="", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
+    if rows and {"path", "mask"} <= set(rows[0]):
+        return _load_segmentation_csv(table, rows)
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise CovidlensError(f"{table} needs a header with at least the columns 'path' and 'label'.")
     classes = _class_order(sorted({r["label"] for r in rows}))
@@ -314,3 +319,24 @@ def load_csv(table: Path) -> SampleTable:
         samples.append(Sample(path, classes.index(row["label"]), split, patient or str(path)))
     group_kind = "patient" if all((r.get("patient_id") or "").strip() for r in rows) else "image"
     return SampleTable(table.stem, classes, samples, positive_class=classes[-1], group_kind=group_kind)
+
+
+def _load_segmentation_csv(table: Path, rows: list[dict[str, str]]) -> SampleTable:
+    names = {(r.get("mask_classes") or "background;foreground").strip() for r in rows}
+    if len(names) != 1:
+        raise CovidlensError(f"{table}: every row must name the same mask_classes, found {', '.join(sorted(names))}.")
+    mask_classes = [n.strip() for n in names.pop().split(";")]
+    if len(mask_classes) < 2 or any(not n for n in mask_classes):
+        raise CovidlensError(f"{table}: mask_classes must name at least two classes separated by ';'.")
+    samples = []
+    for row in rows:
+        path, mask = (Path(row[k]) for k in ("path", "mask"))
+        path = path if path.is_absolute() else table.parent / path
+        mask = mask if mask.is_absolute() else table.parent / mask
+        split = (row.get("split") or "test").strip()
+        if split not in SPLITS:
+            raise CovidlensError(f"{table}: split {split!r} is not one of {', '.join(SPLITS)}.")
+        patient = (row.get("patient_id") or "").strip()
+        samples.append(Sample(path, -1, split, patient or str(path), mask=mask))
+    group_kind = "patient" if all((r.get("patient_id") or "").strip() for r in rows) else "image"
+    return SampleTable(table.stem, [], samples, task="segmentation", group_kind=group_kind, mask_classes=mask_classes)
