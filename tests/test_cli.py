@@ -99,8 +99,11 @@ def test_evaluate_on_a_users_folder_without_validation_split(tiny_run, covid_ct,
         (tmp_path / "mine" / cls).mkdir(parents=True)
         for name in names:
             (tmp_path / "mine" / cls / name).write_bytes((covid_ct / source / name).read_bytes())
-    code = main(["evaluate", "--checkpoint", str(tiny_run / "model"), "--data", str(tmp_path / "mine"),
-                 "--tta", "--bootstrap", "20"])  # TTA unlike training: the stored threshold no longer applies
+    args = ["evaluate", "--checkpoint", str(tiny_run / "model"), "--data", str(tmp_path / "mine"), "--tta",
+            "--bootstrap", "20"]  # TTA unlike training: the stored threshold no longer applies
+    assert main(args) == 2  # "normal" is not the model's "NonCOVID" until the user says so
+    assert "--class-map normal=NonCOVID" in capsys.readouterr().err
+    code = main(args + ["--class-map", "normal=NonCOVID"])
     assert code == 0
     out = capsys.readouterr().out
     assert "4 images (2 NonCOVID, 2 COVID)" in out and "threshold_0.5" in out and "sensitivity_" not in out

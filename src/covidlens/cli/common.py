@@ -9,11 +9,11 @@ from pathlib import Path
 from covidlens.errors import CovidlensError
 
 
-def add_data_args(parser: argparse.ArgumentParser, default: str | None = "covid-ct") -> None:
+def add_data_args(parser: argparse.ArgumentParser, default: str | None = "covid-ct", default_help: str = "") -> None:
     parser.add_argument(
         "--data", default=default,
         help="data set: a registered name (see 'covidlens data list'), a folder of class folders, or a CSV table"
-        + (f" (default {default})" if default else ""),
+        + (f" (default {default})" if default else f" (default {default_help})" if default_help else ""),
     )
     parser.add_argument("--data-root", default=None,
                         help="folder holding the registered data sets (default: $COVIDLENS_DATA)")

@@ -17,14 +17,20 @@ def add_parser(sub) -> None:
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="flip test-time augmentation (default: as trained)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the intervals (default 2000)")
-    add_data_args(p)
+    p.add_argument("--class-map", action="append", metavar="DATA=MODEL",
+                   help="score data whose class is named differently, e.g. NonCOVID=Normal (repeatable)")
+    p.add_argument("--no-modality-check", dest="check_modality", action="store_false",
+                   help="score data even when it is not of the model's modality")
+    add_data_args(p, default=None, default_help="the data set recorded in the checkpoint")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from covidlens.evaluation.evaluate import evaluate, format_table
+    from covidlens.evaluation.evaluate import evaluate, format_table, parse_class_renames
 
-    result = evaluate(args.checkpoint, args.data, args.data_root, args.split, args.tta, args.out, args.bootstrap)
+    renames = parse_class_renames(args.class_map)
+    result = evaluate(args.checkpoint, args.data, args.data_root, args.split, args.tta, args.out, args.bootstrap,
+                      class_renames=renames, check_modality=args.check_modality)
     counts = ", ".join(f"{n} {c}" for c, n in result["class_counts"].items())
     print(f"{result['dataset']} / {result['split']}: {result['n_images']} images ({counts}); "
           f"intervals resample {result['bootstrap_resamples_what']}")
