@@ -35,6 +35,8 @@ META_NAME = "model.json"
 
 #: Largest model.json read (a real one is about 1 kB).
 MAX_META_BYTES = 1 << 20
+#: Temperatures outside this range mean a broken fit or a hostile file, not a calibration.
+TEMPERATURE_RANGE = (0.05, 20.0)
 #: Bounds that keep a hostile model.json from asking for absurd tensors before anything is built.
 MAX_INPUT_SIZE = 4096
 MAX_CLASSES = 1000
@@ -76,6 +78,12 @@ class ModelInfo:
     target_sensitivity: float | None = None
     tta: bool = False
     dataset: str = ""
+    #: Temperature scaling: logits are divided by it before the sigmoid or softmax (1.0: uncalibrated).
+    #: Fitted on the validation split only (:mod:`covidlens.evaluation.calibration`); the thresholds above
+    #: are on the calibrated scale once it is set.
+    temperature: float = 1.0
+    #: Where ``temperature`` was fitted ("" while it is 1.0 and never fitted).
+    calibration: str = ""
     format: str = FORMAT
 
     @property
@@ -192,6 +200,11 @@ def validate_info(info: ModelInfo, where: str) -> None:
         )
     _expect(isinstance(info.tta, bool), f"{bad} 'tta' must be true or false.")
     _expect(isinstance(info.dataset, str), f"{bad} 'dataset' must be a string.")
+    low, high = TEMPERATURE_RANGE
+    _expect(_number(info.temperature) and low <= info.temperature <= high,
+            f"{bad} 'temperature' must be a number from {low:g} to {high:g}.")
+    _expect(isinstance(info.calibration, str) and len(info.calibration) <= 500,
+            f"{bad} 'calibration' must be a string of at most 500 characters.")
     _expect(info.format == FORMAT, f"{bad} format {info.format!r} is not {FORMAT!r}.")
 
 

@@ -56,8 +56,12 @@ def eval_transform(info: ModelInfo) -> EvalPreset:
                       info.preprocessing.get("region", "whole"))
 
 
-def logits_to_probabilities(logits: torch.Tensor, info: ModelInfo) -> torch.Tensor:
-    """B x K class probabilities in the order of ``info.classes``, for one-logit and K-logit models."""
+def logits_to_probabilities(logits: torch.Tensor, info: ModelInfo, temperature: float | None = None) -> torch.Tensor:
+    """B x K class probabilities in the order of ``info.classes``, for one-logit and K-logit models.
+
+    The logits are divided by the checkpoint's calibration temperature first (``temperature`` overrides
+    it; 1.0 gives the raw network's probabilities)."""
+    logits = logits / (info.temperature if temperature is None else temperature)
     if logits.shape[1] == 1:
         p = torch.sigmoid(logits[:, 0])
         columns = [p if i == info.positive_index else 1 - p for i in range(2)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,31 @@ def _same_class(a: str, b: str) -> bool:
     return a.lower() == b.lower() or (is_covid_class(a) and is_covid_class(b))
 
 
-def class_map(info: ModelInfo, table: SampleTable) -> list[int]:
-    """For each class of the data, the index of the model class it is (one sentence when they differ)."""
+def parse_class_renames(items: list[str] | None) -> dict[str, str]:
+    """``DATA=MODEL`` strings (``--class-map NonCOVID=Normal``) as a mapping of data class to model class."""
+    renames: dict[str, str] = {}
+    for item in items or []:
+        data, sep, model = item.partition("=")
+        if not sep or not data.strip() or not model.strip():
+            raise CovidlensError(f"--class-map {item!r} must read DATA_CLASS=MODEL_CLASS, e.g. NonCOVID=Normal.")
+        renames[data.strip()] = model.strip()
+    return renames
+
+
+def class_map(info: ModelInfo, table: SampleTable, renames: dict[str, str] | None = None) -> list[int]:
+    """For each class of the data, the index of the model class it is (one sentence when they differ).
+
+    Names match when equal but for case, or when both name COVID-19; anything else, such as a model's
+    "Normal" against the data's "NonCOVID", is refused unless ``renames`` maps the data's class onto the
+    model's explicitly."""
+    if renames:
+        unknown = sorted(set(renames) - set(table.classes))
+        if unknown:
+            raise CovidlensError(f"--class-map names {unknown[0]!r}, which is not a class of the data "
+                                 f"({', '.join(table.classes)}).")
+        table = replace(table, classes=[renames.get(c, c) for c in table.classes],
+                        positive_class=renames.get(table.positive_class, table.positive_class)
+                        if table.positive_class else None)
     if info.binary:
         if len(table.classes) != 2:
             raise CovidlensError(
@@ -64,6 +88,12 @@ def class_map(info: ModelInfo, table: SampleTable) -> list[int]:
                 f"{data_positive or 'not named'}; name the COVID class folder or label 'covid' so the two line up."
             )
         negative = 1 - info.positive_index
+        data_negative = next(c for c in table.classes if c != data_positive)
+        if not _same_class(data_negative, info.classes[negative]):
+            raise CovidlensError(
+                f"the model's other class is {info.classes[negative]!r} but the data's is {data_negative!r}; "
+                f"if they are the same thing, say so with --class-map {data_negative}={info.classes[negative]}."
+            )
         return [info.positive_index if c == data_positive else negative for c in table.classes]
     mapping = []
     for name in table.classes:
@@ -93,17 +123,61 @@ def resampling_groups(table: SampleTable, samples, y: np.ndarray) -> tuple[list[
     return groups, f"{table.group_kind} groups ({len(set(groups))} of them)"
 
 
+#: Images of an unregistered data set (a folder or CSV) put through the modality check before scoring.
+MODALITY_SAMPLE = 12
+
+
+def check_data_modality(info: ModelInfo, table: SampleTable, dataset: str) -> None:
+    """Refuse, in one sentence, data of another modality than the model's.
+
+    A registered data set says its modality; a folder or CSV does not, so a few of its images (evenly
+    spread) go through the modality check, and the data are refused when most of them are confidently
+    the other modality (pictures the check calls "other", such as lung-masked radiographs, do not refuse)."""
+    from covidlens.data.datasets import list_datasets
+
+    if dataset in list_datasets():
+        found, how = table.modality, "registered as"
+    else:
+        from collections import Counter
+
+        from covidlens.modality import check_modality
+
+        labelled = [s for s in table.samples if s.label >= 0]
+        step = max(1, len(labelled) // MODALITY_SAMPLE)
+        kinds = Counter()
+        for sample in labelled[::step][:MODALITY_SAMPLE]:
+            try:
+                kinds[check_modality(sample.path).kind] += 1
+            except CovidlensError:
+                kinds["unreadable"] += 1
+        found, count = kinds.most_common(1)[0] if kinds else ("", 0)
+        if found not in ("ct", "cxr") or count * 2 <= sum(kinds.values()):
+            return
+        how = f"{count} of {sum(kinds.values())} sampled images are found to be"
+    if found != info.modality:
+        raise CovidlensError(
+            f"this is a {info.modality.upper()} model but data set {table.name!r} is {how} {found.upper()}; "
+            f"score it on {info.modality.upper()} data (left out, --data is the data set it was trained on)."
+        )
+
+
 def evaluate(
     checkpoints: list[str | Path] | list[Checkpoint],
-    dataset: str,
+    dataset: str | None = None,
     root: str | None = None,
     split: str = "test",
     tta: bool | None = None,
     out_dir: str | Path | None = None,
     n_boot: int = 2000,
     seed: int = 0,
+    class_renames: dict[str, str] | None = None,
+    check_modality: bool = True,
 ) -> dict:
-    """Metrics with 95% bootstrap intervals; writes a report folder if ``out_dir`` is given."""
+    """Metrics with 95% bootstrap intervals; writes a report folder if ``out_dir`` is given.
+
+    ``dataset`` defaults to the one recorded in the (first) checkpoint. Data of another modality, or whose
+    class names differ from the model's, are refused unless ``class_renames`` maps them explicitly
+    (``check_modality=False`` skips the modality refusal)."""
     if not checkpoints:
         raise CovidlensError("evaluate needs at least one checkpoint.")
     if n_boot < 10:
@@ -115,8 +189,14 @@ def evaluate(
             raise CovidlensError(f"checkpoints disagree on classes: {info.classes} vs {c.info.classes}.")
     if info.task != "classification":
         raise CovidlensError(f"{ckpts[0].path} is a {info.task} model; evaluate scores classifiers.")
+    if not dataset:
+        dataset = info.dataset
+        if not dataset:
+            raise CovidlensError(f"{ckpts[0].path} records no data set it was trained on; name one with --data.")
     table = load_dataset(dataset, root)
-    mapping = class_map(info, table)
+    if check_modality:
+        check_data_modality(info, table, dataset)
+    mapping = class_map(info, table, class_renames)
     samples = [s for s in table.split(split) if s.label >= 0]
     if not samples:
         raise CovidlensError(f"the {split!r} split of {table.name!r} has no labelled images to score.")
@@ -136,6 +216,7 @@ def evaluate(
         "bootstrap_resamples": n_boot,
         "bootstrap_resamples_what": resampled,
     }
+    result["calibration"] = _calibration(y, probs, info, groups, n_boot, seed, ckpts)
     if not info.binary:
         result["multiclass"] = _multiclass(y, probs, info.classes, groups, n_boot, seed)
     if info.positive_index is not None:
@@ -145,6 +226,23 @@ def evaluate(
     if out_dir is not None:
         write_report(result, samples, y, probs, Path(out_dir))
     return result
+
+
+def _calibration(y, probs, info: ModelInfo, groups, n_boot, seed, ckpts) -> dict:
+    """ECE and Brier with intervals, and the reliability bins, of P(positive) (or the top label)."""
+    from covidlens.evaluation.calibration import calibration_ci, calibration_metrics, confidences, reliability
+
+    positive = info.positive_index
+    p, hit = confidences(y, probs, positive)
+    temperatures = sorted({c.info.temperature for c in ckpts})
+    return {
+        "judged": f"P({info.positive_class})" if positive is not None else "the most probable class",
+        "temperature": temperatures[0] if len(temperatures) == 1 else temperatures,
+        "fitted_on": [c.info.calibration or "not calibrated" for c in ckpts],
+        "metrics": calibration_metrics(y, probs, positive),
+        "ci95": {k: list(v) for k, v in calibration_ci(y, probs, positive, groups, n_boot, seed).items()},
+        "reliability": reliability(p, hit),
+    }
 
 
 def _multiclass(y, probs, classes, groups, n_boot, seed) -> dict:
@@ -208,6 +306,10 @@ def format_table(result: dict) -> str:
         for key, point in result["operating_points"].items():
             cells = [_cell(point["metrics"][k], point["ci95"][k]) for k in METRICS]
             rows.append(f"| {key} | {point['threshold']:.3f} | " + " | ".join(cells) + " |")
+    if "calibration" in result:
+        c = result["calibration"]
+        rows += ["", f"calibration of {c['judged']} (temperature {c['temperature']}): "
+                 f"ECE {_cell(c['metrics']['ece'], c['ci95']['ece'])}, Brier {_cell(c['metrics']['brier'], c['ci95']['brier'])}"]
     return "\n".join(rows).rstrip()
 
 
@@ -254,6 +356,11 @@ def write_report(result: dict, samples, y, probs, out_dir: Path) -> None:
             index = classes.index(positive)
             plot_roc({"model": ((y == index).astype(int), probs[:, index])}, out_dir / "roc.png",
                      title=f"ROC on {result['dataset']} {result['split']}")
+    if "calibration" in result:
+        from covidlens.evaluation.plots import plot_reliability
+
+        plot_reliability({"model": result["calibration"]["reliability"]}, out_dir / "reliability.png",
+                         title=f"reliability of {result['calibration']['judged']} on {result['dataset']} {result['split']}")
     (out_dir / "metrics.md").write_text("\n".join(text))
     with (out_dir / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)

@@ -1,4 +1,5 @@
-"""Figures for reports: ROC curves, confusion matrices and training curves (matplotlib, no screen)."""
+"""Figures for reports: ROC curves, confusion matrices, reliability diagrams and training curves
+(matplotlib, no screen)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def plot_roc(curves: dict[str, tuple], path: Path, title: str = "ROC") -> None:
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_reliability(curves: dict[str, list[dict]], path: Path, title: str = "reliability") -> None:
+    """Reliability diagram: per model, the observed frequency against the mean predicted probability of
+    each non-empty bin (:func:`covidlens.evaluation.calibration.reliability`), marker area by image count;
+    the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfectly calibrated")
+    for name, bins in curves.items():
+        shown = [b for b in bins if b["n"]]
+        total = sum(b["n"] for b in shown) or 1
+        xs, ys = [b["predicted"] for b in shown], [b["observed"] for b in shown]
+        line = ax.plot(xs, ys, marker="", linewidth=1.2, label=f"{name} ({total} images)")[0]
+        ax.scatter(xs, ys, s=[20 + 400 * b["n"] / total for b in shown], color=line.get_color(), alpha=0.7)
+    ax.set(xlabel="predicted probability (bin mean)", ylabel="observed frequency", title=title,
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
