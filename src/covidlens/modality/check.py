@@ -163,14 +163,33 @@ class ModalityNet(nn.Module):
 
 @functools.lru_cache(maxsize=1)
 def load_modality_net() -> ModalityNet:
-    """The trained CNN (once per process), read with safetensors only."""
-    from safetensors.torch import load_file
+    """The trained CNN that ships in the package (once per process), read with safetensors only.
 
+    ``covidlens models build modality`` trains the same network with the same code
+    (:mod:`covidlens.modality.train`) into the store; the check keeps using the shipped weights."""
     if not WEIGHTS.is_file():
         raise CovidlensError(f"the modality check's weights {WEIGHTS} are missing; retrain them with "
-                             "'python benchmarks/modality.py' or pass --no-modality-check.")
+                             "'covidlens models build modality' and copy its model.safetensors there, "
+                             "or pass --no-modality-check.")
+    return read_modality_net(WEIGHTS)
+
+
+def read_modality_net(weights: str | os.PathLike) -> ModalityNet:
+    """A :class:`ModalityNet` with the weights of a safetensors file, whose tensors must match the
+    network's names and shapes exactly (one sentence when they do not)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     net = ModalityNet()
-    net.load_state_dict(load_file(str(WEIGHTS)))
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CovidlensError(f"{weights} is not a readable safetensors file ({exc}).") from exc
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if stored != expected:
+        raise CovidlensError(f"{weights} does not hold the modality CNN's weights (its tensors differ in name or shape).")
+    net.load_state_dict(state)
     return net.eval()
 
 

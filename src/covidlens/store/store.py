@@ -84,11 +84,22 @@ def installed_checkpoint(name: str) -> Path:
 
 def verify_model(name: str, folder: Path) -> None:
     """Load the checkpoint with its strict checks and make sure it is the kind of model ``name`` is."""
-    from covidlens.checkpoint import load_checkpoint
+    from covidlens.checkpoint import load_checkpoint, read_info
 
+    if name == "modality":
+        # Not a registry architecture: its model.json passes the same strict checks, and its weights must
+        # be exactly the modality CNN's tensors.
+        from covidlens.modality.check import KINDS, read_modality_net
+
+        info = read_info(folder / META_NAME)
+        if info.classes != list(KINDS):
+            raise CovidlensError(f"the modality model must have the classes {', '.join(KINDS)}, but this one has "
+                                 f"{', '.join(info.classes)}.")
+        read_modality_net(folder / WEIGHTS_NAME)
+        return
     ckpt = load_checkpoint(folder)
     role = ROLES[name]
-    if name != "modality" and (ckpt.info.task, ckpt.info.modality) != (role.task, role.modality):
+    if (ckpt.info.task, ckpt.info.modality) != (role.task, role.modality):
         raise CovidlensError(
             f"the {name} model must be a {role.modality} {role.task} model, but this one is a "
             f"{ckpt.info.modality} {ckpt.info.task} model."
