@@ -135,3 +135,31 @@ def test_a_dropped_study_is_screened_and_its_verdict_and_key_slices_shown(browse
     assert page.locator("#key-slices img").count() == 2 and page.is_hidden("#slice-strip")
     page.screenshot(path=str(artefacts / "slice.png"), full_page=True)
     page.close()
+
+
+def test_the_study_view_links_the_card_of_each_store_model_used(browser, live_server, checkpoints, data_root,
+                                                                tmp_path, monkeypatch):
+    from covidlens.serve.pipeline import ServedModels
+    from covidlens.store import model_dir, write_card
+
+    monkeypatch.setenv("COVIDLENS_HOME", str(tmp_path / "home"))
+    for role, name in (("lesion", "ct-lesions"), ("ct", "ct-classifier")):
+        shutil.copytree(checkpoints[role], model_dir(name))
+        write_card(model_dir(name), {"name": name, "summary": f"the tiny {name} test model"})
+    server = live_server(ServedModels.load(ct=model_dir("ct-classifier"), lesion=model_dir("ct-lesions")))
+    page = browser.new_page(viewport={"width": 1100, "height": 1600})
+    page.goto(server.url + "/")
+    page.wait_for_selector("#lesion-field:not([hidden])", state="attached")
+    _drop(page, [data_root / CT_DICOM])
+    page.wait_for_selector("#status:has-text('Done'), #error:not([hidden])", timeout=60_000)
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    links = page.locator("#study-models a.model-card")
+    assert links.count() == 2
+    assert [links.nth(i).get_attribute("href") for i in range(2)] == ["/v1/models/ct-lesions/card",
+                                                                      "/v1/models/ct-classifier/card"]
+    with page.context.expect_page() as opened:
+        links.nth(0).click()
+    card = opened.value
+    card.wait_for_load_state()
+    assert card.inner_text("body").startswith("# ct-lesions")
+    page.close()

@@ -34,6 +34,7 @@ from covidlens.screening.outputs import key_slice_pictures
 from covidlens.screening.road import ScreenModels, StudyEvidence, screen_scan
 from covidlens.serve import schemas
 from covidlens.serve.errors import ApiError
+from covidlens.store.store import card_of
 from covidlens.serve.uploads import Upload, opened_scan, public_message
 from covidlens.visualize import heat_overlay, mask_overlay, png_base64
 
@@ -112,16 +113,27 @@ class ServedModels:
     def ids(self) -> list[str]:
         return [mid for mid, _, _ in self._entries()]
 
+    def cards(self) -> dict[str, Path]:
+        """The card.md of each held model that is an installed store model with a card, by store name."""
+        found = (card_of(ckpt.path) for _, ckpt, _ in self._entries())
+        return dict(item for item in found if item is not None)
+
     def describe(self) -> list[schemas.ModelInfoV1]:
         return [
             schemas.ModelInfoV1(
                 id=mid, role=role, architecture=c.info.model, task=c.info.task, modality=c.info.modality,
                 classes=list(c.info.classes), positive_class=c.info.positive_class, input_size=c.info.input_size,
                 threshold=c.info.threshold, sensitivity_threshold=c.info.sensitivity_threshold,
-                target_sensitivity=c.info.target_sensitivity, dataset=c.info.dataset,
+                target_sensitivity=c.info.target_sensitivity, dataset=c.info.dataset, card=card_url(c.path),
             )
             for mid, c, role in self._entries()
         ]
+
+
+def card_url(folder) -> str | None:
+    """The API path of a checkpoint's card when it is a store model with one (see GET /v1/models/{name}/card)."""
+    found = card_of(folder)
+    return f"/v1/models/{found[0]}/card" if found else None
 
 
 # --- modality ------------------------------------------------------------------------------------
@@ -443,7 +455,8 @@ def _screen_response(upload: Upload, scan: Scan, evidence: StudyEvidence, models
         area_units="mm2" if scan.spacing else "pixels", key_slices=key_slices, slices=strip,
         missing=evidence.missing, notes=evidence.notes, timings=evidence.timings,
         models=[schemas.StudyModelV1(role=role, id=ROLE_IDS[role], architecture=used[role]["architecture"],
-                                     dataset=used[role]["dataset"], engine=used[role]["engine"])
+                                     dataset=used[role]["dataset"], engine=used[role]["engine"],
+                                     card=card_url(used[role]["path"]))
                 for role in STUDY_ROLES[evidence.modality] if role in used],
     )
 
@@ -491,4 +504,4 @@ def _input(upload: Upload, scan: Scan) -> schemas.InputV1:
 
 def _ref(model_id: str, ckpt: Checkpoint) -> schemas.ModelRefV1:
     return schemas.ModelRefV1(id=model_id, architecture=ckpt.info.model, modality=ckpt.info.modality,
-                              dataset=ckpt.info.dataset)
+                              dataset=ckpt.info.dataset, card=card_url(ckpt.path))

@@ -59,6 +59,8 @@ class ModelRefV1(BaseModel):
     architecture: str
     modality: Literal["ct", "cxr"]
     dataset: str
+    card: str | None = Field(None, description="where this model's card is (GET /v1/models/{name}/card) when it is a "
+                             "store model with a card; null otherwise")
 
 
 class SliceScoreV1(BaseModel):
@@ -176,6 +178,8 @@ class StudyModelV1(BaseModel):
     architecture: str
     dataset: str
     engine: Literal["torch", "onnxruntime"]
+    card: str | None = Field(None, description="where this model's card is (GET /v1/models/{name}/card) when it is a "
+                             "store model with a card; null otherwise")
 
 
 class KeySliceV1(BaseModel):
@@ -237,6 +241,8 @@ class ModelInfoV1(BaseModel):
     sensitivity_threshold: float | None
     target_sensitivity: float | None
     dataset: str
+    card: str | None = Field(None, description="where this model's card is (GET /v1/models/{name}/card) when it is a "
+                             "store model with a card; null otherwise")
 
 
 class ModelsResponseV1(BaseModel):

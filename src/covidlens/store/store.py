@@ -172,3 +172,27 @@ def installed_screen_models() -> dict[str, str]:
                              "(and/or classifiers), or run 'covidlens models build --all' or 'covidlens models pull "
                              "ct-lesions'.")
     return found
+
+
+def store_name_of(folder: str | Path | None) -> str | None:
+    """The store name whose installed folder ``folder`` is (None for a checkpoint outside the store)."""
+    if folder is None:
+        return None
+    try:
+        resolved = Path(folder).resolve()
+    except (OSError, RuntimeError):
+        return None
+    if resolved.is_file():
+        resolved = resolved.parent
+    for name in NAMES:
+        if is_installed(name) and model_dir(name).resolve() == resolved:
+            return name
+    return None
+
+
+def card_of(folder: str | Path | None) -> tuple[str, Path] | None:
+    """(store name, card.md) of a checkpoint folder that is an installed store model with a card."""
+    name = store_name_of(folder)
+    if name is None or not (model_dir(name) / CARD_MD).is_file():
+        return None
+    return name, model_dir(name) / CARD_MD

@@ -90,6 +90,18 @@ function amount(value, units) {
   return `${value.toFixed(1)} ${shown}`;
 }
 
+// A link to the model's card (GET /v1/models/{name}/card) when the server says it has one: [" ", <a>], or [].
+function cardLink(model) {
+  if (!model.card || !model.card.startsWith("/v1/models/")) return [];
+  const link = document.createElement("a");
+  link.href = model.card;
+  link.target = "_blank";
+  link.rel = "noopener";
+  link.className = "model-card";
+  link.textContent = "model card";
+  return [" ", link];
+}
+
 function showPrediction(result) {
   const m = result.modality;
   $("result-modality").textContent = m.statement;
@@ -97,7 +109,8 @@ function showPrediction(result) {
     ? result.decision
     : `${result.decision} (P(${result.positive_class}) = ${result.score.toFixed(3)})`;
   $("result-operating-point").textContent = result.operating_point_statement;
-  $("result-model").textContent = `${result.model.architecture}, trained on ${result.model.dataset || "unnamed data"}`;
+  $("result-model").replaceChildren(`${result.model.architecture}, trained on ${result.model.dataset || "unnamed data"}`,
+    ...cardLink(result.model));
   $("result-caution").textContent = result.caution;
   const rows = $("probabilities").querySelector("tbody");
   rows.replaceChildren();
@@ -244,9 +257,13 @@ function showStudy(study) {
   }
   showKeySlices(study);
   showStrip(study);
-  const models = study.models.map(
-    (m) => `${m.role.replace("_", " ")} ${m.architecture} (${m.dataset || "unnamed data"}, ${m.engine})`);
-  $("study-models").textContent = `Models: ${models.length ? models.join("; ") : "none for this modality"}.`;
+  const line = ["Models: "];
+  study.models.forEach((m, i) => {
+    if (i > 0) line.push("; ");
+    line.push(`${m.role.replace("_", " ")} ${m.architecture} (${m.dataset || "unnamed data"}, ${m.engine})`, ...cardLink(m));
+  });
+  line.push(study.models.length ? "." : "none for this modality.");
+  $("study-models").replaceChildren(...line);
   offerJson("study-json-download", study);
 }
 
