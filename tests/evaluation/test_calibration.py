@@ -85,12 +85,20 @@ def test_calibrating_a_real_checkpoint_stores_the_fit_and_keeps_its_decisions(ti
     from covidlens.data.datasets import load_dataset
     from covidlens.inference import class_probabilities
 
+    trained = load_checkpoint(tiny_run / "model")
+    assert trained.info.temperature != 1.0 and "val split of covid-ct" in trained.info.calibration  # fitted by train
     folder = tmp_path / "calibrated"
     shutil.copytree(tiny_run / "model", folder)
+    meta = json.loads((folder / "model.json").read_text())
+    t = meta["temperature"]
+    meta.update(temperature=1.0, calibration="", sensitivity_threshold=move_threshold(meta["sensitivity_threshold"], t, 1.0))
+    (folder / "model.json").write_text(json.dumps(meta))
     before = load_checkpoint(folder)
     fit = calibrate_checkpoint(folder, root=str(data_root))
     after = load_checkpoint(folder)
     assert after.info.temperature == pytest.approx(fit["temperature"]) != 1.0
+    # Same split, nearly the same fit (within 1 %: the optimiser stops at a tolerance from its own start).
+    assert fit["temperature"] == pytest.approx(trained.info.temperature, rel=0.01)
     assert fit["nll_after"] <= fit["nll_before"] + 1e-9
     assert "validation" not in after.info.calibration and "val split" in after.info.calibration
     samples = load_dataset("covid-ct", data_root).split("val")[:24]
@@ -101,6 +109,20 @@ def test_calibrating_a_real_checkpoint_stores_the_fit_and_keeps_its_decisions(ti
                      (before.info.sensitivity_threshold, after.info.sensitivity_threshold)):
         if old is not None:
             assert np.array_equal(p_before >= old, p_after >= new)
+
+
+def test_the_calibrate_command_prints_the_fit_and_a_dry_run_writes_nothing(tiny_run, data_root, tmp_path, capsys):
+    from covidlens.cli import main
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_run / "model", folder)
+    written = (folder / "model.json").read_text()
+    assert main(["calibrate", "--checkpoint", str(folder), "--data-root", str(data_root), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "covid-ct / val:" in out and "temperature" in out and "dry run: nothing written" in out
+    assert (folder / "model.json").read_text() == written
+    assert main(["calibrate", "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 # --- one road: predict, screen and the web service -------------------------------------------------------------

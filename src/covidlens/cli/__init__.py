@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from covidlens.cli import (benchmark, data, evaluate, explain, export, lungs, models, predict, quantify, screen, segment,
+from covidlens.cli import (benchmark, calibrate, data, evaluate, explain, export, lungs, models, predict, quantify, screen, segment,
                            serve, train)
 from covidlens.errors import CovidlensError
 
 #: Command groups in the order ``covidlens --help`` lists them.
-GROUPS = (screen, train, evaluate, predict, explain, segment, lungs, quantify, serve, export, benchmark, models, data)
+GROUPS = (screen, train, evaluate, calibrate, predict, explain, segment, lungs, quantify, serve, export, benchmark, models, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

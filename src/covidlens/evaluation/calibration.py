@@ -32,6 +32,8 @@ from covidlens.errors import CovidlensError
 
 #: Equal-width bins of the reliability diagram and the ECE.
 BINS = 15
+#: Fewest validation images a temperature is fitted on at the end of training (fewer: left at 1.0).
+MIN_FIT_IMAGES = 20
 CALIBRATION_METRICS = ("ece", "brier")
 
 
@@ -145,6 +147,19 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, info: ModelInfo) -> float
     found = minimize_scalar(lambda s: negative_log_likelihood(logits, y, info, math.exp(s)),
                             bounds=(low, high), method="bounded", options={"xatol": 1e-4})
     return float(math.exp(found.x))
+
+
+def fit_validation_temperature(ckpt: Checkpoint, val, dataset: str) -> float | None:
+    """At the end of training: fit the temperature on the validation samples (labels already in the
+    model's class order) and set it in ``ckpt.info``; None, leaving 1.0, when the split is too small or
+    holds one class. Thresholds chosen afterwards are on the calibrated scale."""
+    y = np.array([s.label for s in val])
+    if len(y) < MIN_FIT_IMAGES or len(np.unique(y)) < 2:
+        ckpt.info.calibration = f"not calibrated: the validation split has {len(y)} images of {len(np.unique(y))} class(es)"
+        return None
+    ckpt.info.temperature = fit_temperature(view_logits(ckpt, val, tta=ckpt.info.tta), y, ckpt.info)
+    ckpt.info.calibration = f"temperature fitted on the val split of {Path(dataset).name} ({len(y)} images)"
+    return ckpt.info.temperature
 
 
 def move_threshold(threshold: float | None, old: float, new: float) -> float | None:

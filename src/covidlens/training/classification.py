@@ -17,6 +17,7 @@ from covidlens.data.mixing import MixingCollate
 from covidlens.data.transforms import EvalPreset, TrainPreset
 from covidlens.errors import CovidlensError
 from covidlens.evaluation.operating_points import choose_for_sensitivity
+from covidlens.evaluation.calibration import fit_validation_temperature
 from covidlens.inference import class_probabilities
 from covidlens.models import get_model_spec
 from covidlens.training.config import TrainConfig
@@ -107,8 +108,10 @@ def export(module: ClassifierModule, config: TrainConfig, prepared: Prepared, fo
         target_sensitivity=config.eval.target_sensitivity,
     )
     ckpt = Checkpoint(model, info, folder)
+    val = prepared.datamodule.dataset("val").samples
+    if config.eval.calibrate:
+        fit_validation_temperature(ckpt, val, config.data.dataset)
     if positive is not None:
-        val = prepared.datamodule.dataset("val").samples
         prob = class_probabilities(ckpt, val, tta=config.eval.tta)[:, info.positive_index]
         y = [int(s.label == info.positive_index) for s in val]
         if any(y):  # a validation split without positives cannot set a sensitivity threshold

@@ -104,6 +104,10 @@ class EvalConfig:
     tta: bool = False
     #: Sensitivity the validation-chosen operating point must reach.
     target_sensitivity: float = 0.95
+    #: Fit a calibration temperature on the validation split and store it in the checkpoint (classifiers;
+    #: skipped when that split has fewer than ``covidlens.evaluation.calibration.MIN_FIT_IMAGES`` images
+    #: or one class only).
+    calibrate: bool = True
     #: Which validation metric picks the best epoch: ``val_auc``, ``val_acc`` or ``val_loss`` for a
     #: classifier, ``val_dice`` or ``val_loss`` for a segmenter; ``null`` takes the task's own
     #: (``val_auc``, ``val_dice``).
