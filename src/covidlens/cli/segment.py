@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from covidlens.cli.common import add_data_args, batch_status, check_output_folder
@@ -42,6 +43,8 @@ def add_parser(sub) -> None:
                         "else 0; 'skip' leaves them out of mean Dice and IoU (default score)")
     q.add_argument("--no-overlays", action="store_true", help="do not draw the per-slice overlay PNGs and index.html")
     q.add_argument("--limit", type=int, help="score only the first N slices of the split (quick checks)")
+    q.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the mirrored slice (default: as the checkpoint says)")
     add_data_args(q, default="medseg-infnet")
     q.set_defaults(run=run_evaluate)
 
@@ -74,7 +77,7 @@ def run_evaluate(args) -> int:
     check_output_folder(args.out)
     result = evaluate_segmentation(
         args.checkpoint, args.data, args.data_root, args.split, args.out, args.bootstrap,
-        empty_truth=args.empty_truth, overlays=not args.no_overlays, limit=args.limit,
+        empty_truth=args.empty_truth, overlays=not args.no_overlays, limit=args.limit, tta=args.tta,
     )
     print(f"{result['dataset']} / {result['split']}: {result['n_slices']} slices; intervals resample "
           f"{result['bootstrap_resamples_what']}")

@@ -208,6 +208,7 @@ def evaluate_segmentation(
     lung_mask: Callable[[np.ndarray], np.ndarray] | None = None,
     overlays: bool = True,
     limit: int | None = None,
+    tta: bool | None = None,
 ) -> dict:
     """Score a segmentation checkpoint on a split of a segmentation set, with 95% intervals.
 
@@ -219,6 +220,7 @@ def evaluate_segmentation(
     ``out_dir``: ``metrics.json``, ``metrics.md``, ``per_slice.csv`` and, with ``overlays``, one PNG per
     slice (image, truth, prediction) under ``overlays/`` and ``index.html`` showing them all.
     ``limit`` scores only the first that many slices (quick checks; a report of all slices needs None).
+    ``tta``: average with the mirrored slice (default: as the checkpoint says).
     """
     from covidlens.checkpoint import Checkpoint, load_checkpoint
     from covidlens.data.datamodule import read_image_and_mask
@@ -257,7 +259,7 @@ def evaluate_segmentation(
     for start in range(0, len(samples), 8):
         chunk = samples[start : start + 8]
         pairs = [read_image_and_mask(s, k) for s in chunk]
-        probs = segment_batch(ckpt, [image for image, _ in pairs], lung_mask)
+        probs = segment_batch(ckpt, [image for image, _ in pairs], lung_mask, tta=tta)
         for i, (sample, (image, truth), p) in enumerate(zip(chunk, pairs, probs), start=start):
             pred = p.argmax(0)
             counts[i] = confusion_counts(truth, pred, k)
@@ -279,6 +281,7 @@ def evaluate_segmentation(
         "model": info.model,
         "empty_truth": empty_truth,
         "lung_mask": getattr(lung_mask, "__name__", "given") if lung_mask is not None else None,
+        "tta": info.tta if tta is None else tta,
         "empty_truth_slices": {c: int((counts[:, j, 0] + counts[:, j, 2] == 0).sum()) for j, c in enumerate(info.classes) if j},
         "bootstrap_resamples": n_boot,
         "bootstrap_resamples_what": f"{table.group_kind} groups ({len(set(groups))} of them)",

@@ -57,7 +57,7 @@ def apply_lung_mask(probs: np.ndarray, lung: np.ndarray) -> np.ndarray:
 
 @torch.inference_mode()
 def segment_batch(checkpoint: Checkpoint | str | Path, images: list, lung_mask: LungMaskFn | None = None,
-                  engine=None) -> list[np.ndarray]:
+                  engine=None, tta: bool | None = None) -> list[np.ndarray]:
     """K x H x W float32 class probabilities for each image, at each image's own size.
 
     Each image goes through the evaluation preset (resized to the input size, normalised); the
@@ -65,6 +65,8 @@ def segment_batch(checkpoint: Checkpoint | str | Path, images: list, lung_mask: 
     probabilities sum to 1. ``lung_mask`` (optional) maps the grey slice to a lung mask, and lesion
     probability outside it is moved to background (:func:`apply_lung_mask`). ``engine`` (an
     :class:`~covidlens.runtime.OnnxModel` of the same checkpoint) computes the logits instead of PyTorch.
+    With ``tta`` (default: the checkpoint's ``tta``) the probabilities are the mean over the slice and its
+    left-right mirror (the mirror's maps flipped back).
     """
     ckpt = _checkpoint(checkpoint)
     info = ckpt.info
@@ -73,17 +75,23 @@ def segment_batch(checkpoint: Checkpoint | str | Path, images: list, lung_mask: 
         return []
     transform = EvalPreset(info.input_size, tuple(info.mean), tuple(info.std), info.in_channels)
     batch = torch.stack([transform(g) for g in greys])
-    if engine is not None:
-        logits = engine(batch).float()
-    else:
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if engine is not None:
+            return engine(x).float()
         ckpt.model.eval()
-        logits = ckpt.model(batch.to(next(ckpt.model.parameters()).device)).float()
-    if logits.shape[1] != info.num_outputs:
-        raise CovidlensError(f"{ckpt.path} gives {logits.shape[1]} maps but its description says {info.num_outputs}.")
+        return ckpt.model(x.to(next(ckpt.model.parameters()).device)).float()
+
+    views = [run(batch)]
+    if info.tta if tta is None else tta:
+        views.append(torch.flip(run(torch.flip(batch, dims=[3])), dims=[3]))
+    if views[0].shape[1] != info.num_outputs:
+        raise CovidlensError(f"{ckpt.path} gives {views[0].shape[1]} maps but its description says {info.num_outputs}.")
     out = []
-    for grey, maps in zip(greys, logits):
-        resized = F.interpolate(maps[None], size=(grey.height, grey.width), mode="bilinear", align_corners=False)
-        probs = torch.softmax(resized[0], dim=0).cpu().numpy().astype(np.float32)
+    for i, grey in enumerate(greys):
+        probs = sum(torch.softmax(F.interpolate(v[i][None], size=(grey.height, grey.width), mode="bilinear",
+                                                align_corners=False)[0], dim=0) for v in views) / len(views)
+        probs = probs.cpu().numpy().astype(np.float32)
         if lung_mask is not None:
             probs = apply_lung_mask(probs, lung_mask(np.asarray(grey)))
         out.append(probs)
