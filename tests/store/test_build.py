@@ -56,3 +56,24 @@ def test_build_refuses_what_it_cannot_build(store, capsys):
     assert "modality setting epochs must be a number" in capsys.readouterr().err
     assert main(["models", "build", "modality", "--set", "optim.epochs=1"]) == 2
     assert "the modality recipe takes key=value with a key among" in capsys.readouterr().err
+
+
+def test_a_classifier_card_shows_calibration_and_its_outside_set(store, data_root, capsys):
+    """The ct-classifier recipe's card: ECE and Brier raw and calibrated on the test split, and the
+    COVID-CT-MD slices scored as the recipe's outside set (infected slices as COVID)."""
+    tiny = ["model.name=simple_cnn", "model.pretrained=false", "model.kwargs={widths: [8, 16]}", "model.input_size=64",
+            "optim.epochs=1", "optim.batch_size=8", "data.limit_per_class=8", "trainer.accelerator=cpu"]
+    args = ["models", "build", "ct-classifier", "--data-root", str(data_root)] + [f"--set={o}" for o in tiny]
+    assert main(args) == 0
+    assert "ct-classifier: scoring outside on covid-ct-md / test" in capsys.readouterr().out
+    card = json.loads((store / "ct-classifier" / "card.json").read_text())
+    calibration = card["calibration"]
+    assert calibration["source"] == "covid-ct / test" and "val split of covid-ct" in calibration["note"]
+    names = list(calibration["metrics"])
+    assert names[0] == "ECE, raw (T = 1)" and names[1].startswith("ECE, calibrated (T = ") and len(names) == 4
+    assert all(0 <= m["value"] <= 2 for m in calibration["metrics"].values())
+    (outside,) = card["outside"]
+    assert outside["source"] == "covid-ct-md / test" and outside["n"] == 470 and "normal001" in outside["note"]
+    assert "AUC" in outside["metrics"] and "ECE, raw (T = 1)" in outside["metrics"]
+    markdown = (store / "ct-classifier" / "card.md").read_text()
+    assert "## Calibration of P(positive class)" in markdown and "## Outside sources" in markdown

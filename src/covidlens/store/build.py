@@ -55,6 +55,8 @@ class Recipe:
     #: ``lightning`` (:func:`covidlens.training.fit.train` from ``config``) or ``modality``
     #: (:mod:`covidlens.modality.train`, no config).
     trainer: str = "lightning"
+    #: Outside sets a classifier is scored on for its card: ``{dataset, split, class_map, note}`` each.
+    outside: list[dict] = field(default_factory=list)
 
 
 def recipe_path(name: str, recipe_dir: Path | None = None) -> Path:
@@ -80,7 +82,19 @@ def read_recipe(name: str, recipe_dir: Path | None = None) -> Recipe:
         config = config if config.is_absolute() else path.parents[2] / config
     return Recipe(name, path, config, {v: [str(o) for o in recipes[v]] for v in VARIANTS}, raw.get("score") or {},
                   raw.get("summary", ""), str(raw.get("intended_use", "")).strip(), list(raw.get("failure_modes") or []),
-                  list(raw.get("not_scored") or []), dict(raw.get("lungs") or {}), trainer)
+                  list(raw.get("not_scored") or []), dict(raw.get("lungs") or {}), trainer,
+                  _outside_sets(raw.get("outside"), path))
+
+
+def _outside_sets(value: Any, path: Path) -> list[dict]:
+    """The recipe's ``outside`` list, each ``{dataset, split (default test), class_map (optional), note}``."""
+    sets = value or []
+    ok = isinstance(sets, list) and all(
+        isinstance(o, dict) and isinstance(o.get("dataset"), str) and set(o) <= {"dataset", "split", "class_map", "note"}
+        and isinstance(o.get("class_map", {}), dict) for o in sets)
+    if not ok:
+        raise CovidlensError(f"recipe {path}: 'outside' must list mappings of dataset, split, class_map and note.")
+    return [{"split": "test", "class_map": {}, "note": "", **o} for o in sets]
 
 
 def machine() -> dict[str, Any]:
@@ -112,6 +126,26 @@ def classifier_figures(result: dict) -> tuple[dict, dict]:
     if result.get("sensitivity_threshold_source"):
         points["sensitivity threshold chosen on"] = result["sensitivity_threshold_source"]
     return block, points
+
+
+def calibration_figures(ckpt, result: dict, dataset: str, root, split: str, n_boot: int,
+                        renames: dict | None = None) -> dict:
+    """ECE and Brier of the stored (calibrated) model, taken from ``result``, beside those of the same
+    weights at temperature 1 (scored again), on a split other than the validation one it was fitted on."""
+    from dataclasses import replace
+
+    from covidlens.checkpoint import Checkpoint
+    from covidlens.evaluation.evaluate import evaluate
+
+    raw = Checkpoint(ckpt.model, replace(ckpt.info, temperature=1.0), ckpt.path)
+    before = evaluate([raw], dataset, root=root, split=split, n_boot=n_boot, class_renames=renames)["calibration"]
+    after = result["calibration"]
+    metrics = {}
+    for key, label in (("ece", "ECE"), ("brier", "Brier")):
+        metrics[f"{label}, raw (T = 1)"] = _metric(before["metrics"][key], before["ci95"][key])
+        metrics[f"{label}, calibrated (T = {ckpt.info.temperature:.2f})"] = _metric(after["metrics"][key], after["ci95"][key])
+    return {"source": f"{result['dataset']} / {split}", "n": result["n_images"], "metrics": metrics,
+            "note": f"{ckpt.info.calibration or 'not calibrated'}; judged on {split}, not on the split it was fitted on"}
 
 
 def segmenter_figures(result: dict) -> dict:
@@ -177,6 +211,17 @@ def build(name: str, variant: str = "demo", force: bool = False, extra: list[str
             if derived:
                 card["internal_test"]["source"] = f"{source} lung-{derived['input']} / {split}"
                 card["internal_test"]["note"] = f"intervals resample {derived['groups']} groups"
+            card["calibration"] = calibration_figures(ckpt, result, dataset, config.data.root, split, n_boot)
+            card["outside"] = []
+            for spec in recipe.outside:
+                log(f"{name}: scoring outside on {spec['dataset']} / {spec['split']}")
+                outside = evaluate([ckpt], spec["dataset"], root=config.data.root, split=spec["split"], n_boot=n_boot,
+                                   class_renames=spec["class_map"])
+                block, _ = classifier_figures(outside)
+                block["metrics"].update(calibration_figures(ckpt, outside, spec["dataset"], config.data.root,
+                                                            spec["split"], n_boot, spec["class_map"])["metrics"])
+                block["note"] = "; ".join(filter(None, [spec["note"], block["note"]]))
+                card["outside"].append(block)
         else:
             from covidlens.evaluation.segmentation import evaluate_segmentation
 

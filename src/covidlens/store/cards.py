@@ -4,8 +4,8 @@ A card is generated, never hand-written: :mod:`covidlens.store.build` fills it f
 machine, the training time and the evaluation figures, and :func:`render_card` turns it into Markdown.
 Fields (all optional but ``name``): ``summary``, ``built``, ``architecture``, ``task``, ``modality``,
 ``classes``, ``data`` (mapping), ``recipe`` (mapping), ``training`` (mapping: minutes, machine),
-``internal_test`` (``source``, ``n``, ``metrics`` of ``{value, low, high}``), ``outside`` (a list of
-the same), ``not_scored`` (outside sources without figures, and why), ``operating_points``,
+``internal_test`` (``source``, ``n``, ``metrics`` of ``{value, low, high}``), ``calibration`` (the same
+shape: ECE and Brier before and after temperature scaling), ``outside`` (a list of the same), ``not_scored`` (outside sources without figures, and why), ``operating_points``,
 ``intended_use``, ``failure_modes`` (list), ``caution``.
 """
 
@@ -78,6 +78,8 @@ def render_card(card: dict[str, Any]) -> str:
             lines += _mapping(title, card[key])
     if card.get("internal_test"):
         lines += ["## Internal test (95 % bootstrap intervals)", ""] + _scores(card["internal_test"])
+    if card.get("calibration"):
+        lines += ["## Calibration of P(positive class) (95 % bootstrap intervals)", ""] + _scores(card["calibration"])
     if card.get("outside") or card.get("not_scored"):
         lines += ["## Outside sources", ""]
         for block in card.get("outside", []):
