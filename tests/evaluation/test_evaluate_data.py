@@ -45,7 +45,7 @@ def test_a_cxr_model_is_not_scored_on_a_folder_of_ct_slices(as_cxr_model, covid_
             shutil.copy(path, tmp_path / "mine" / cls / path.name)
     args = ["evaluate", "--checkpoint", str(as_cxr_model), "--data", str(tmp_path / "mine"), "--bootstrap", "20"]
     assert main(args) == 2
-    assert "sampled images are found to be CT" in capsys.readouterr().err
+    assert "sampled images of 'mine' are found to be CT" in capsys.readouterr().err
     assert main(args + ["--no-modality-check"]) == 0  # the user may insist
 
 

@@ -132,32 +132,38 @@ def check_data_modality(info: ModelInfo, table: SampleTable, dataset: str) -> No
 
     A registered data set says its modality; a folder or CSV does not, so a few of its images (evenly
     spread) go through the modality check, and the data are refused when most of them are confidently
-    the other modality (pictures the check calls "other", such as lung-masked radiographs, do not refuse)."""
+    the other modality. Not sampled: the data set the model was trained on, and the inputs of a model
+    that sees lung-masked images (black outside the lungs, which the check was not made for)."""
     from covidlens.data.datasets import list_datasets
 
     if dataset in list_datasets():
-        found, how = table.modality, "registered as"
-    else:
-        from collections import Counter
+        if table.modality != info.modality:
+            raise CovidlensError(
+                f"this is a {info.modality.upper()} model but data set {table.name!r} is registered as "
+                f"{table.modality.upper()}; score it on {info.modality.upper()} data (left out, --data is the data "
+                "set it was trained on)."
+            )
+        return
+    if dataset == info.dataset or info.preprocessing.get("lungs", "raw") != "raw":
+        return
+    from collections import Counter
 
-        from covidlens.modality import check_modality
+    from covidlens.modality import check_modality
 
-        labelled = [s for s in table.samples if s.label >= 0]
-        step = max(1, len(labelled) // MODALITY_SAMPLE)
-        kinds = Counter()
-        for sample in labelled[::step][:MODALITY_SAMPLE]:
-            try:
-                kinds[check_modality(sample.path).kind] += 1
-            except CovidlensError:
-                kinds["unreadable"] += 1
-        found, count = kinds.most_common(1)[0] if kinds else ("", 0)
-        if found not in ("ct", "cxr") or count * 2 <= sum(kinds.values()):
-            return
-        how = f"{count} of {sum(kinds.values())} sampled images are found to be"
-    if found != info.modality:
+    labelled = [s for s in table.samples if s.label >= 0]
+    step = max(1, len(labelled) // MODALITY_SAMPLE)
+    kinds = Counter()
+    for sample in labelled[::step][:MODALITY_SAMPLE]:
+        try:
+            kinds[check_modality(sample.path).kind] += 1
+        except CovidlensError:
+            kinds["unreadable"] += 1
+    found, count = kinds.most_common(1)[0] if kinds else ("", 0)
+    if found in ("ct", "cxr") and found != info.modality and count * 2 > sum(kinds.values()):
         raise CovidlensError(
-            f"this is a {info.modality.upper()} model but data set {table.name!r} is {how} {found.upper()}; "
-            f"score it on {info.modality.upper()} data (left out, --data is the data set it was trained on)."
+            f"this is a {info.modality.upper()} model but {count} of {sum(kinds.values())} sampled images of "
+            f"{table.name!r} are found to be {found.upper()}; score it on {info.modality.upper()} data "
+            "(--no-modality-check if they are)."
         )
 
 
