@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    args.out = args.out.resolve()  # the derived tables hold paths, read from the table's own folder
     torch.set_num_threads(args.threads)
     if args.store:
         import os

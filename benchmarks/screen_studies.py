@@ -22,7 +22,9 @@ Every study goes through ``covidlens.screen`` (the same road as the CLI) into ``
 
 ``--fit-floors`` instead measures the lesion share of the body on COVID-CT's *validation* split and
 prints the two picture floors of :data:`covidlens.screening.verdict.PICTURE_FLOORS` (fitted before
-any study above is scored; run it first). Writes ``results.md`` and ``results.json`` under ``--out``.
+any study above is scored; run it first). With ``--picture-lungs CKPT`` it also measures the lesion
+share of the lungs that the learned CT lung model (:mod:`covidlens.segmentation.ct_lungs`) finds, to
+see whether a lung denominator separates the pictures better than the body. Writes ``results.md`` and ``results.json`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--cxr-checkpoint")
     p.add_argument("--operating-point", default="default")
     p.add_argument("--fit-floors", action="store_true", help="only fit the 8-bit picture floors on COVID-CT validation")
+    p.add_argument("--picture-lungs", type=Path, help="with --fit-floors: also the lesion share of the learned CT lung model's lungs")
     p.add_argument("--bootstrap", type=int, default=2000)
     args = p.parse_args(argv)
     if args.fit_floors:
@@ -222,16 +225,27 @@ def fit_floors(args) -> int:
     table = load_dataset("covid-ct", args.data_root)
     val = [s for s in table.samples if s.split == "val"]
     positive = table.classes.index(table.positive_class)
-    shares, labels = [], []
+    shares, lung_shares, labels = [], [], []
+    if args.picture_lungs:
+        from covidlens.checkpoint import load_checkpoint
+        from covidlens.segmentation.ct_lungs import ct_lung_mask
+
+        lung_model = load_checkpoint(args.picture_lungs)
     for i, sample in enumerate(val):
-        prob, body = lesion_maps(args.lesion_checkpoint, [sample.image()])[0]
+        image = sample.image()
+        prob, body = lesion_maps(args.lesion_checkpoint, [image])[0]
         shares.append(float(((prob >= 0.5) & body).sum()) / max(int(body.sum()), 1))
+        if args.picture_lungs:
+            lung = ct_lung_mask(lung_model, image)
+            lung_shares.append(float(((prob >= 0.5) & lung).sum()) / max(int(lung.sum()), 1))
         labels.append(int(sample.label == positive))
         if (i + 1) % 20 == 0:
             print(f"{i + 1}/{len(val)} validation pictures", flush=True)
     floors = fit_picture_floors(np.array(shares), np.array(labels))
     y, s = np.array(labels), np.array(shares)
     print(f"COVID-CT validation: {len(val)} pictures ({y.sum()} COVID); lesion-share AUC {slice_auc(s, y):.3f}")
+    if lung_shares:
+        print(f"lesion share of the learned lungs instead of the body: AUC {slice_auc(np.array(lung_shares), y):.3f}")
     for name, floor in floors.items():
         print(f"{name}: floor {floor:.4f}  sensitivity {(s[y == 1] >= floor).mean():.3f}  "
               f"specificity {(s[y == 0] < floor).mean():.3f}")
