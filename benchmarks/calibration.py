@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['model']} | {r['set']} | {b['n_images']} | {r['temperature']:.2f} | {b['auc']:.3f} | "
                      f"{b['mean_p']:.2f} -> {a['mean_p']:.2f} / {b['positive_share']:.2f} | {cell(b, 'ece')} | "
                      f"{cell(a, 'ece')} | {cell(b, 'brier')} | {cell(a, 'brier')} |")
-    lines += [""] + [f"- {r['model']}, {r['set']}: {r['note']}; intervals resample {r['before']['groups']}."
-                     for r in rows if r["note"] or r["before"]["groups"]]
+    lines += [""] + [f"- {r['model']}, {r['set']}: " + "; ".join(filter(None, [r["note"], f"intervals resample {r['before']['groups']}"])) + "."
+                     for r in rows]
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     (args.out / "results.json").write_text(json.dumps(json_safe(rows), indent=2) + "\n")
     print("\n".join(lines))
