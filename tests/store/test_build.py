@@ -38,6 +38,12 @@ def test_build_writes_a_measured_card_and_reuses_it(store, data_root, capsys):
     dice = test["metrics"]["mean dice/infection"]
     assert 0 <= dice["low"] <= dice["value"] <= dice["high"] <= 1
     assert card["intended_use"] and card["failure_modes"] and card["not_scored"] and "medical device" in card["caution"]
+    (outside,) = card["outside"]  # the recipe's COVID-CT-MD volumes through the screen road
+    assert outside["n"] == 3 and outside["unit"] == "scans"
+    for subject in ("P001", "cap001"):
+        auc = outside["metrics"][f"infected-slice AUC, {subject}"]
+        assert 0 <= auc["low"] <= auc["value"] <= auc["high"] <= 1
+    assert any(k.startswith("lesion volume mL, normal001 (CT-") for k in outside["metrics"])
     markdown = (folder / "card.md").read_text()
     assert "## Internal test" in markdown and "mean dice/infection" in markdown and "## Known failure modes" in markdown
 

@@ -148,6 +148,38 @@ def calibration_figures(ckpt, result: dict, dataset: str, root, split: str, n_bo
             "note": f"{ckpt.info.calibration or 'not calibrated'}; judged on {split}, not on the split it was fitted on"}
 
 
+def lesion_outside_figures(folder: Path, root, n_boot: int, seed: int = 0) -> dict:
+    """A lesion model on COVID-CT-MD's volumes through the screen road (HU lungs, lesions inside them):
+    per scan, the AUC of each slice's lesion area against the radiologists' infected-slice labels (95 %
+    interval resampling slices, which neighbours make too narrow), and the lesion volume in mL."""
+    import numpy as np
+
+    from covidlens.data.datasets import load_dataset
+    from covidlens.data.io import read_scan
+    from covidlens.evaluation.metrics import binary_metrics, bootstrap_ci
+    from covidlens.screening.road import ScreenModels, screen_scan
+
+    table = load_dataset("covid-ct-md", root)
+    infected = table.classes.index("infected")
+    volumes: dict[Path, dict[int, int]] = {}
+    for sample in table.samples:
+        volumes.setdefault(sample.path, {})[sample.slice_index] = int(sample.label == infected)
+    models = ScreenModels.load(lesion=folder, backend="torch")
+    metrics = {}
+    for path, labels in sorted(volumes.items()):
+        subject = path.name.split(".")[0]
+        evidence = screen_scan(read_scan(path), models, explain=False)
+        area = np.array([row.get("lesion_mm2", row.get("lesion_px", 0)) for row in evidence.slices], dtype=float)
+        y = np.array([labels.get(k, 0) for k in range(len(area))])
+        if 0 < y.sum() < len(y):
+            auc = binary_metrics(y, area)["auc"]
+            metrics[f"infected-slice AUC, {subject}"] = _metric(auc, bootstrap_ci(y, area, n_boot=n_boot, seed=seed)["auc"])
+        metrics[f"lesion volume mL, {subject} ({evidence.verdict.severity or 'n/a'})"] = _metric(
+            evidence.measures.get("lesion_volume_ml"), None)
+    return {"source": "covid-ct-md volumes through the screen road", "n": len(volumes), "unit": "scans",
+            "metrics": metrics, "note": "slice AUC intervals resample slices (neighbours are not independent: too narrow)"}
+
+
 def segmenter_figures(result: dict) -> dict:
     """The card's internal-test block from :func:`~covidlens.evaluation.segmentation.evaluate_segmentation`."""
     metrics = {key.replace("_", " "): _metric(result["metrics"][key], interval)
@@ -228,6 +260,14 @@ def build(name: str, variant: str = "demo", force: bool = False, extra: list[str
             result = evaluate_segmentation(ckpt, dataset, root=config.data.root, split=split, n_boot=n_boot,
                                            overlays=False)
             card["internal_test"] = segmenter_figures(result)
+            card["outside"] = []
+            for spec in recipe.outside:
+                if spec["dataset"] != "covid-ct-md":
+                    raise CovidlensError(f"recipe {recipe.path}: a lesion model is scored outside on covid-ct-md only.")
+                log(f"{name}: screening the COVID-CT-MD volumes with it")
+                block = lesion_outside_figures(folder, config.data.root, n_boot)
+                block["note"] = "; ".join(filter(None, [spec["note"], block["note"]]))
+                card["outside"].append(block)
         write_card(folder, card)
         target = install(name, folder, scratch)
     log(f"{name}: built in {minutes:.1f} min, installed in {target}")
