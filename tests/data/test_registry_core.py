@@ -34,6 +34,7 @@ REGISTERED = {
     "covid19-radiography": ("cxr", "classification"),
     "sutd-3class": ("cxr", "classification"),
     "sutd-3class-patient": ("cxr", "classification"),
+    "cxr-adult-3class": ("cxr", "classification"),
     "lung-masks-shenzhen-montgomery": ("cxr", "segmentation"),
 }
 

@@ -119,3 +119,23 @@ def test_shenzhen_montgomery_masks_sources_and_findings(data_root):
         assert {s.meta["source"] for s in table.split(split)} == {"Shenzhen", "Montgomery"}
     again = load_dataset("lung-masks-shenzhen-montgomery", data_root)
     assert [s.split for s in again.samples] == [s.split for s in table.samples]
+
+
+def test_adult_3class_joins_the_two_collections_with_patient_disjoint_splits(data_root):
+    table = load_dataset("cxr-adult-3class", data_root)
+    assert table.classes == ["normal", "other-pneumonia", "COVID-19"] and table.positive_class == "COVID-19"
+    assert table.modality == "cxr" and not _straddling(table)
+    by = Counter((table.classes[s.label], s.meta["source"]) for s in table.samples)
+    cohen = load_dataset("covid-chestxray", data_root)
+    findings = Counter(s.meta["finding"] for s in cohen.samples)
+    # Every covid-chestxray image keeps its finding; No Finding joins the radiography Normals.
+    assert by[("COVID-19", "covid-chestxray")] == sum(n for f, n in findings.items() if "COVID-19" in f)
+    assert by[("normal", "covid-chestxray")] == findings["No Finding"]
+    assert by[("other-pneumonia", "covid-chestxray")] == len(cohen.samples) - by[("COVID-19", "covid-chestxray")] - findings["No Finding"]
+    assert by[("normal", "covid19-radiography")] == 1200 and ("COVID-19", "covid19-radiography") not in by
+    # The radiography Normals keep that set's own near-duplicate split; covid-chestxray patients are not
+    # split across sides even where one patient has two findings.
+    radiography = {s.path: s.split for s in load_dataset("covid19-radiography", data_root).samples}
+    assert all(radiography[s.path] == s.split for s in table.samples if s.meta["source"] == "covid19-radiography")
+    for split in ("train", "val", "test"):
+        assert {s.label for s in table.split(split)} == {0, 1, 2}

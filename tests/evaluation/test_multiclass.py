@@ -153,3 +153,31 @@ def test_inputs_that_do_not_fit_are_refused():
         multiclass_confusion(y, probs[:, 0], 3)
     with pytest.raises(ValueError, match="one per image"):
         multiclass_bootstrap_ci(y, probs, NAMES[:3], groups=[1, 2])
+
+
+def test_paired_multiclass_difference_is_zero_for_one_model_and_matches_slow_resamples():
+    from sklearn.metrics import f1_score
+
+    from covidlens.evaluation.metrics import paired_multiclass_difference
+
+    rng = np.random.default_rng(3)
+    names = ["normal", "viral", "bacterial"]
+    y = rng.integers(0, 3, 60)
+    good = np.eye(3)[np.where(rng.random(60) < 0.8, y, (y + 1) % 3)] * 0.7 + 0.1
+    poor = np.eye(3)[np.where(rng.random(60) < 0.5, y, (y + 2) % 3)] * 0.7 + 0.1
+    assert paired_multiclass_difference(y, good, good, names, n_boot=200) == (0.0, 0.0, 0.0)
+    estimate, lo, hi = paired_multiclass_difference(y, good, poor, names, "macro_f1", n_boot=200)
+    expected = f1_score(y, good.argmax(1), average="macro") - f1_score(y, poor.argmax(1), average="macro")
+    assert estimate == pytest.approx(expected)
+    assert 0 < lo < estimate < hi
+    # The accuracy difference of every resample equals the one computed on the resampled image list.
+    estimate, lo, hi = paired_multiclass_difference(y, good, poor, names, "accuracy", n_boot=300, seed=5)
+    draw_rng = np.random.default_rng(5)
+    slow = []
+    for _ in range(300):
+        idx = draw_rng.integers(0, 60, 60)
+        if len(np.unique(y[idx])) == 3:
+            slow.append((good[idx].argmax(1) == y[idx]).mean() - (poor[idx].argmax(1) == y[idx]).mean())
+    assert (lo, hi) == pytest.approx((np.quantile(slow, 0.025), np.quantile(slow, 0.975)))
+    with pytest.raises(ValueError, match="unknown metric"):
+        paired_multiclass_difference(y, good, poor, names, "kappa", n_boot=20)

@@ -108,22 +108,49 @@ def multiclass_bootstrap_ci(
     """
     y_true, probs = _multiclass_inputs(y_true, probs, class_names)
     num_classes = len(class_names)
+    empty = np.zeros((0, num_classes))
+    blocks = [_multiclass_columns(class_names, np.zeros(0), empty, empty, empty, empty)]
+    for weights in _resample_weights(y_true, n_boot, seed, groups, np.arange(num_classes), class_names):
+        blocks.append(_multiclass_draws(weights, y_true, probs, class_names))
+    return {key: _percentile_interval(np.concatenate([b[key] for b in blocks]), alpha) for key in blocks[0]}
+
+
+def paired_multiclass_difference(
+    y_true, probs_a, probs_b, class_names: Sequence[str], metric: str = "macro_f1", n_boot: int = 2000,
+    alpha: float = 0.05, seed: int = 0, *, groups: Sequence[Hashable] | None = None,
+) -> tuple[float, float, float]:
+    """``metric(a) - metric(b)`` of two K-class models on the same images (any key of
+    :func:`multiclass_metrics`), with a paired percentile bootstrap interval: both are scored on every
+    resample, as in :func:`paired_bootstrap_difference`. With ``groups`` whole groups are resampled."""
+    y_true, probs_a = _multiclass_inputs(y_true, probs_a, class_names)
+    _, probs_b = _multiclass_inputs(y_true, probs_b, class_names)
+    if len(probs_a) != len(probs_b):
+        raise ValueError("both models' probabilities must cover the same images")
+    a, b = multiclass_metrics(y_true, probs_a, class_names), multiclass_metrics(y_true, probs_b, class_names)
+    if metric not in a:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(a)}")
+    draws = [
+        _multiclass_draws(w, y_true, probs_a, class_names)[metric] - _multiclass_draws(w, y_true, probs_b, class_names)[metric]
+        for w in _resample_weights(y_true, n_boot, seed, groups, np.arange(len(class_names)), class_names)
+    ]
+    return (float(a[metric] - b[metric]), *_percentile_interval(np.concatenate(draws) if draws else [], alpha))
+
+
+def _multiclass_draws(weights: np.ndarray, y_true: np.ndarray, probs: np.ndarray, class_names) -> dict[str, np.ndarray]:
+    """Every value of :func:`multiclass_metrics` for each resample (row) of ``weights``."""
+    num_classes = len(class_names)
     pred = probs.argmax(axis=1)
     cell = np.zeros((len(y_true), num_classes * num_classes))
     cell[np.arange(len(y_true)), y_true * num_classes + pred] = 1.0
     one_hot = np.eye(num_classes)[y_true]
-    empty = np.zeros((0, num_classes))
-    blocks = [_multiclass_columns(class_names, np.zeros(0), empty, empty, empty, empty)]
-    for weights in _resample_weights(y_true, n_boot, seed, groups, np.arange(num_classes), class_names):
-        counts = (weights @ cell).reshape(-1, num_classes, num_classes)
-        tp = np.diagonal(counts, axis1=1, axis2=2)
-        true_count, pred_count = counts.sum(axis=2), counts.sum(axis=1)
-        auc = np.stack([_weighted_auc(weights, one_hot[:, k], probs[:, k]) for k in range(num_classes)], axis=1)
-        blocks.append(_multiclass_columns(
-            class_names, tp.sum(axis=1) / weights.sum(axis=1), _divide(tp, pred_count), _divide(tp, true_count),
-            _divide(2 * tp, true_count + pred_count), auc,
-        ))
-    return {key: _percentile_interval(np.concatenate([b[key] for b in blocks]), alpha) for key in blocks[0]}
+    counts = (weights @ cell).reshape(-1, num_classes, num_classes)
+    tp = np.diagonal(counts, axis1=1, axis2=2)
+    true_count, pred_count = counts.sum(axis=2), counts.sum(axis=1)
+    auc = np.stack([_weighted_auc(weights, one_hot[:, k], probs[:, k]) for k in range(num_classes)], axis=1)
+    return _multiclass_columns(
+        class_names, tp.sum(axis=1) / weights.sum(axis=1), _divide(tp, pred_count), _divide(tp, true_count),
+        _divide(2 * tp, true_count + pred_count), auc,
+    )
 
 
 def multiclass_confusion(y_true, probs_or_pred, num_classes: int) -> np.ndarray:
