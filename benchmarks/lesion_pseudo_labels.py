@@ -16,6 +16,11 @@
 3. Score with ``benchmarks/lesion_recipes.py`` (paired Dice on MedSeg test) and
    ``benchmarks/screen_studies.py --lesion-checkpoint`` (COVID-CT-MD outside sets), as every recipe.
 
+Rule, written before the student was scored: the student replaces the store's ct-lesions recipe only if
+its best validation Dice (the same 8 MedSeg slices) beats the teacher's AND its outside figures stay within
+issue 23's bounds (P001 / cap001 infected-slice AUC at least 0.954 / 0.957, normal001 at most 13 mL).
+The test Dice is reported either way and decides nothing.
+
 MedSeg slices are turned to the usual view (the set's ``rot90``) and written as PNG, with the pseudo-label
 masks (0/255), under ``--work`` (default ~/.cache/covidlens/lesion_pseudo, outside the repository), with one
 CSV table (``path,mask,split,patient_id``) the trainer reads. Writes ``pseudo_labels.json`` (what was kept
