@@ -141,22 +141,3 @@ def test_a_dark_cystic_lung_is_not_taken_for_an_airway(data_root):
     assert n >= 2 and sizes[1] > 0.5 * sizes[0]
     mid = lung.shape[1] // 2
     assert lung[:, :mid].sum() > 0.3 * lung.sum() and lung[:, mid:].sum() > 0.3 * lung.sum()
-
-
-def test_fill_missed_lesion_adds_whole_edge_consolidation_and_leaves_far_tissue_out():
-    hu = np.full((40, 60), -850.0)
-    lung = np.zeros((40, 60), bool)
-    lung[10:30, 5:20] = True
-    hu[10:30, 20:34] = 20.0  # consolidation from the lung edge 14 px outward: beyond the 8 mm zone
-    hu[10:30, 50:56] = 20.0  # soft tissue far from the lung
-    lesion = np.zeros_like(lung)
-    lesion[10:30, 20:34] = lesion[10:30, 50:56] = True
-    filled = labels.fill_missed_lesion(hu, lung, lesion, (1.0, 1.0), reach_mm=8.0)
-    assert filled[10:30, 5:34].all() and not filled[:, 40:].any()
-    # Without a lesion next to the lung nothing changes.
-    assert np.array_equal(labels.fill_missed_lesion(hu, lung, np.zeros_like(lung), (1.0, 1.0)), lung)
-
-
-def test_fill_missed_needs_a_lesion_model(lung_slice, data_root, tmp_path):
-    with pytest.raises(CovidlensError, match="needs a lesion checkpoint"):
-        labels.build_ct_lung_labels(data_root, tmp_path, scans=[lung_slice], fill_missed=True)

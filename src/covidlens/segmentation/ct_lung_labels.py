@@ -31,13 +31,10 @@ Labels and their limits:
   With a lesion checkpoint, :func:`missed_lesion` finds it per slice: lesion-model pixels that are
   consolidation-dense (-500..150 HU), outside the HU mask and within :data:`MISSED_REACH_MM` of it.
   Slices where it is at least :data:`MISSED_MAX_SHARE` of the lung area are excluded from training and from the test
-  Dice (listed in ``excluded.csv``, shown in yellow on the overlays). With ``fill_missed`` they are
-  fixed instead (:func:`fill_missed_lesion`): every dense lesion blob that reaches the edge zone joins the
-  lung label whole, holes are filled, and no slice is excluded; a lesion model's outline is then part of
-  the border, which is the price of teaching the network that consolidation is lung. A convex-hull fill
-  was rejected: it would put the heart and the diaphragm dome into the lung. (A convex-hull gap measure
-  was tried first and rejected too: the diaphragm dome and the heart fill the gap of every normal basal
-  slice.)
+  Dice (listed in ``excluded.csv``, shown in yellow on the overlays). They are not fixed: a lesion
+  model's outline is not a lung border, and a convex-hull fill would put the heart and the diaphragm
+  dome into the lung. (A convex-hull gap measure was tried first and rejected: the diaphragm dome and
+  the heart fill the gap of every normal basal slice.)
 - P001's DICOM series is the same patient as P001's volume (40 of its slices at full 512 px): it
   shares P001's group, so it can never sit on the other side of a split from its own volume.
 """
@@ -128,27 +125,6 @@ def missed_lesion(hu: np.ndarray, lung: np.ndarray, lesion: np.ndarray, spacing,
     near = ndi.distance_transform_edt(~lung, sampling=spacing) <= reach_mm if radius else lung
     dense = (hu >= DENSE_HU[0]) & (hu <= DENSE_HU[1])
     return np.asarray(lesion, dtype=bool) & ~lung & near & dense
-
-
-def fill_missed_lesion(hu: np.ndarray, lung: np.ndarray, lesion: np.ndarray, spacing,
-                       reach_mm: float = MISSED_REACH_MM) -> np.ndarray:
-    """The lung label with the dense lesion the HU rule left out put back (one slice).
-
-    A connected piece of consolidation-dense predicted lesion outside the lung joins the label whole
-    when any of it lies within ``reach_mm`` of the lung (:func:`missed_lesion`): consolidation that fills a
-    posterior lobe reaches far beyond the edge zone, and cutting it at the zone's edge would teach a
-    border that is not there. Holes the added pieces close are filled. Pieces that never come near the
-    lung (chest wall, abdomen) stay out.
-    """
-    lung = np.asarray(lung, dtype=bool)
-    near = missed_lesion(hu, lung, lesion, spacing, reach_mm)
-    if not near.any():
-        return lung
-    dense = np.asarray(lesion, dtype=bool) & ~lung & (hu >= DENSE_HU[0]) & (hu <= DENSE_HU[1])
-    pieces, _ = ndi.label(dense)
-    touching = np.unique(pieces[near])
-    added = np.isin(pieces, touching[touching > 0])
-    return ndi.binary_fill_holes(lung | added)
 
 
 def lesion_masks(checkpoint, greys: list[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
@@ -278,7 +254,6 @@ def build_ct_lung_labels(
     seed: int = 0,
     scans: list[ScanSlices] | None = None,
     lesion_checkpoint=None,
-    fill_missed: bool = False,
 ) -> Path:
     """Write the lung label set (see the module docstring) and return the path of ``table.csv``."""
     out = Path(out_dir)
@@ -292,21 +267,13 @@ def build_ct_lung_labels(
     val_groups = set(ny_groups[:val_patients])
     masks = {s.scan: scan_masks(s) for s in scans}
     missed = {s.scan: np.zeros_like(masks[s.scan]) for s in scans}
-    if fill_missed and lesion_checkpoint is None:
-        raise CovidlensError("filling the missed lesion into the lung labels needs a lesion checkpoint.")
     if lesion_checkpoint is not None:
         for s in scans:
             lesions = lesion_masks(lesion_checkpoint, [render(h) for h in s.hu])
             missed[s.scan] = np.stack([missed_lesion(h, m, les, s.spacing) for h, m, les in zip(s.hu, masks[s.scan], lesions)])
-            if fill_missed:
-                filled = np.stack([fill_missed_lesion(h, m, les, s.spacing)
-                                   for h, m, les in zip(s.hu, masks[s.scan], lesions)])
-                missed[s.scan] = filled & ~masks[s.scan]
-                masks[s.scan] = filled
     shares = {s.scan: [float(m.sum()) / max(int(l.sum()), 1) for m, l in zip(missed[s.scan], masks[s.scan])]
               for s in scans}
-    # Filled slices carry their lesion in the label: nothing is left to exclude.
-    threshold = float("inf") if fill_missed else MISSED_MAX_SHARE
+    threshold = MISSED_MAX_SHARE
 
     rows, excluded, summary = [], [], []
     for s in scans:
@@ -365,18 +332,16 @@ def overlay(grey: np.ndarray, lung: np.ndarray, extra: np.ndarray | None = None)
 
 def write_overlays(scans, masks, missed, shares, threshold, folder: Path, per_scan: int) -> list[Path]:
     """Per scan, ``per_scan`` evenly spaced slices with lung, its slice with the most missed lesion,
-    and every excluded (or, with ``fill_missed``, filled) slice (missed lesion in yellow)."""
+    and every excluded slice (missed lesion in yellow)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for s in scans:
         with_lung = [k for k in range(len(s.hu)) if masks[s.scan][k].any()] or [0]
         picks = {with_lung[int(i)] for i in np.linspace(0, len(with_lung) - 1, min(per_scan, len(with_lung)))}
         picks.add(int(np.argmax(shares[s.scan])))
-        # Every slice the rule would have excluded is shown: EXCLUDED, or FILLED where the lesion was put back.
-        picks |= {k for k, v in enumerate(shares[s.scan]) if v >= min(threshold, MISSED_MAX_SHARE)}
+        picks |= {k for k, v in enumerate(shares[s.scan]) if v >= threshold}
         for k in sorted(picks):
-            share = shares[s.scan][k]
-            flag = "EXCLUDED" if share >= threshold else "FILLED" if share >= MISSED_MAX_SHARE else "kept"
+            flag = "EXCLUDED" if shares[s.scan][k] >= threshold else "kept"
             path = folder / f"{s.scan}_{s.slice_ids[k]:03d}_{flag}_missed{shares[s.scan][k]:.3f}.png"
             Image.fromarray(overlay(render(s.hu[k]), masks[s.scan][k], missed[s.scan][k])).save(path)
             written.append(path)
@@ -396,13 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lesion-checkpoint", default=None,
                         help="lesion model used to find dense lesion the HU rule left out at the lung edge")
-    parser.add_argument("--fill-missed", action="store_true",
-                        help="add that lesion to the lung labels instead of excluding its slices (needs --lesion-checkpoint)")
     args = parser.parse_args(argv)
     try:
         table = build_ct_lung_labels(args.data_root, args.out, args.variants, args.test_group, overlays_dir=args.overlays,
-                                     seed=args.seed, lesion_checkpoint=args.lesion_checkpoint,
-                                     fill_missed=args.fill_missed)
+                                     seed=args.seed, lesion_checkpoint=args.lesion_checkpoint)
     except CovidlensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
