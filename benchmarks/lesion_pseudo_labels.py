@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     root = str(args.data_root) if args.data_root else None
     medseg = load_dataset("medseg-infnet", root)
     covid_ct = load_dataset("covid-ct", root)
+    table = args.work / "medseg-plus-pseudo.csv"
     config = load_config(CONFIG, STORE_RECIPE + args.overrides, {
         "name": "student-pseudo", "trainer.out_dir": str(args.out / "runs"), "optim.epochs": args.epochs,
-        "trainer.accelerator": "cpu"})
+        "trainer.accelerator": "cpu", "data.dataset": str(table), "data.modality": "ct"})
     train_slices = [s for s in medseg.samples if s.split == "train"]
     _, val = carve_validation(train_slices, config.data.val_slices, config.seed)
     val_groups = {s.group for s in val}
@@ -130,22 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = medseg_rows(medseg.samples, args.work / "medseg",
                        lambda s: "test" if s.split == "test" else "val" if s.group in val_groups else "train")
     rows += [(image, mask, "train", group) for image, mask, group in kept]
-    table = args.work / "medseg-plus-pseudo.csv"
     with table.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "mask", "split", "patient_id", "mask_classes"])
         writer.writerows([str(i), str(m), split, g, ";".join(medseg.mask_classes)] for i, m, split, g in rows)
     summary = {"teacher": args.teacher, "covid_ct_train_covid_slices": len(positives),
                "near_duplicates_of_medseg_test": int(near.sum()), **reasons,
-               "medseg_train": sum(r[2] == "train" for r in rows) - len(kept), "medseg_val": len(val),
+               "medseg_train": len(train_slices) - len(val), "medseg_val": len(val),
                "share_bounds": [args.min_share, args.max_share], "table": str(table)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "pseudo_labels.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary), flush=True)
 
-    config = load_config(CONFIG, STORE_RECIPE + args.overrides, {
-        "name": "student-pseudo", "trainer.out_dir": str(args.out / "runs"), "optim.epochs": args.epochs,
-        "trainer.accelerator": "cpu", "data.dataset": str(table), "data.modality": "ct"})
     if not (run_folder(config) / MODEL_DIR / "model.json").is_file():
         print(f"== training {config.name}: {summary['medseg_train']} MedSeg + {len(kept)} pseudo-labelled slices, "
               f"{config.optim.epochs} epochs", flush=True)

@@ -110,8 +110,9 @@ def multiclass_bootstrap_ci(
     num_classes = len(class_names)
     empty = np.zeros((0, num_classes))
     blocks = [_multiclass_columns(class_names, np.zeros(0), empty, empty, empty, empty)]
+    cells = _multiclass_cells(y_true, probs, num_classes)
     for weights in _resample_weights(y_true, n_boot, seed, groups, np.arange(num_classes), class_names):
-        blocks.append(_multiclass_draws(weights, y_true, probs, class_names))
+        blocks.append(_multiclass_draws(weights, cells, probs, class_names))
     return {key: _percentile_interval(np.concatenate([b[key] for b in blocks]), alpha) for key in blocks[0]}
 
 
@@ -129,20 +130,28 @@ def paired_multiclass_difference(
     a, b = multiclass_metrics(y_true, probs_a, class_names), multiclass_metrics(y_true, probs_b, class_names)
     if metric not in a:
         raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(a)}")
+    k = len(class_names)
+    cells_a, cells_b = _multiclass_cells(y_true, probs_a, k), _multiclass_cells(y_true, probs_b, k)
     draws = [
-        _multiclass_draws(w, y_true, probs_a, class_names)[metric] - _multiclass_draws(w, y_true, probs_b, class_names)[metric]
-        for w in _resample_weights(y_true, n_boot, seed, groups, np.arange(len(class_names)), class_names)
+        _multiclass_draws(w, cells_a, probs_a, class_names)[metric] - _multiclass_draws(w, cells_b, probs_b, class_names)[metric]
+        for w in _resample_weights(y_true, n_boot, seed, groups, np.arange(k), class_names)
     ]
     return (float(a[metric] - b[metric]), *_percentile_interval(np.concatenate(draws) if draws else [], alpha))
 
 
-def _multiclass_draws(weights: np.ndarray, y_true: np.ndarray, probs: np.ndarray, class_names) -> dict[str, np.ndarray]:
+def _multiclass_cells(y_true: np.ndarray, probs: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, its (true, predicted) confusion cell as a one-hot row, and its true class one-hot:
+    computed once, then weighted by every block of resamples."""
+    cell = np.zeros((len(y_true), num_classes * num_classes))
+    cell[np.arange(len(y_true)), y_true * num_classes + probs.argmax(axis=1)] = 1.0
+    return cell, np.eye(num_classes)[y_true]
+
+
+def _multiclass_draws(weights: np.ndarray, cells: tuple[np.ndarray, np.ndarray], probs: np.ndarray,
+                      class_names) -> dict[str, np.ndarray]:
     """Every value of :func:`multiclass_metrics` for each resample (row) of ``weights``."""
     num_classes = len(class_names)
-    pred = probs.argmax(axis=1)
-    cell = np.zeros((len(y_true), num_classes * num_classes))
-    cell[np.arange(len(y_true)), y_true * num_classes + pred] = 1.0
-    one_hot = np.eye(num_classes)[y_true]
+    cell, one_hot = cells
     counts = (weights @ cell).reshape(-1, num_classes, num_classes)
     tp = np.diagonal(counts, axis1=1, axis2=2)
     true_count, pred_count = counts.sum(axis=2), counts.sum(axis=1)
